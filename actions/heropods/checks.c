@@ -1,0 +1,34 @@
+/* Cross-parameter rules of the heropods actions that one schema row cannot say. */
+#include "actions/actions.h"
+#include "heropods.h"
+
+void hero_heropods_check_exec(const hs_action_t *a, hs_diags_t *d)
+{
+    const hs_param_t *cmd = hero_arg(a, "cmd"), *args = hero_arg(a, "args");
+    if (!cmd && !args)
+        hs_diag_add(d, HS_ERROR, a->src, a->off,
+                    "container_exec needs cmd:'...' (run by /bin/sh -c) or args:[...] (run as is)");
+    else if (cmd && args)
+        hs_diag_add(d, HS_ERROR, a->src, args->key.off,
+                    "give cmd or args, not both: cmd runs through /bin/sh -c, args runs as is");
+}
+
+void hero_heropods_check_new(const hs_action_t *a, hs_diags_t *d)
+{
+    const hs_param_t *image = hero_arg(a, "image");
+    bool custom = image && image->form == HS_VAL_SCALAR && hs_item_eq(&image->items[0], "custom");
+    const hs_param_t *cname = hero_arg(a, "custom_image_name"), *url = hero_arg(a, "docker_url");
+    if (custom) {
+        if (!cname)
+            hs_diag_add(d, HS_ERROR, a->src, image->key.off,
+                        "image:'custom' needs custom_image_name:'NAME' (and docker_url: to pull it)");
+    } else {
+        if (cname)
+            hs_diag_add(d, HS_ERROR, a->src, cname->key.off,
+                        "custom_image_name applies only with image:'custom'");
+        if (url)
+            hs_diag_add(d, HS_ERROR, a->src, url->key.off,
+                        "docker_url applies only with image:'custom' (or give the reference "
+                        "directly: image:'docker.io/library/alpine:3.20')");
+    }
+}
