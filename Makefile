@@ -32,12 +32,23 @@ GEN_SRCS     := $(GEN)/lexer.c $(GEN)/parser.c
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
             $(BUILD)/obj/gen/lexer.o $(BUILD)/obj/gen/parser.o
 
-.PHONY: all deps check demo fuzz install clean unit golden integration
-all: $(BUILD)/hero
+# Every Debian 12 package the build, the tests and the benchmarks need, now and for
+# the modules that come next (registry client, state store, netlink, overlay).
+DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
+  libuv1-dev libcurl4-openssl-dev libyaml-dev libsqlite3-dev libjansson-dev \
+  libarchive-dev libssl-dev libzstd-dev libmnl-dev libnftables-dev \
+  crun busybox-static docker-registry umoci skopeo podman yggdrasil \
+  iproute2 nftables iptables bats man-db groff-base valgrind hyperfine
+
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse man
+all: $(BUILD)/hero $(BUILD)/man/hero.1 $(BUILD)/man/heroscript.5
 
 $(GEN)/parser.c $(GEN)/parser.h: grammar/parser.y
 	@mkdir -p $(GEN)
 	lemon -q -d$(GEN) -T$(LEMPAR) $<
+	@touch $(GEN)/parser.c $(GEN)/parser.h
 
 $(GEN)/lexer.c: grammar/lexer.re $(GEN)/parser.h
 	@mkdir -p $(GEN)
@@ -57,6 +68,67 @@ $(BUILD)/libhero.a: $(LIB_OBJS)
 
 $(BUILD)/hero: $(BUILD)/obj/runtime/main.o $(BUILD)/libhero.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+# ---- manual pages: the ACTIONS section of heroscript(5) comes from the table ----
+$(BUILD)/man/hero.1: man/hero.1
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/man/heroscript.5: man/heroscript.5.in $(BUILD)/hero
+	@mkdir -p $(dir $@)
+	$(BUILD)/hero actions --roff > $@.actions
+	awk -v f=$@.actions '/^\.\\" @ACTIONS@$$/ { while ((getline l < f) > 0) print l; next } { print }' $< > $@
+	rm -f $@.actions
+
+man: $(BUILD)/man/hero.1 $(BUILD)/man/heroscript.5
+
+# ---- set-up: idempotent; apt-get update only when something is missing ----
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: all packages present"; fi
+
+# ---- tests ----
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhero.a tests/unit/tap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(LIBS)
+
+unit: $(UNIT_BINS)
+
+$(BUILD)/fuzz_parse: $(LIB_SRCS) $(GEN_SRCS) tests/fuzz/fuzz_parse.c tests/fuzz/build.sh
+	tests/fuzz/build.sh $@
+
+check: deps all unit $(BUILD)/fuzz_parse
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(BUILD)
+
+fuzz: $(BUILD)/fuzz_parse
+	tests/fuzz/run $(BUILD)/fuzz_parse $(FUZZ_SECONDS)
+
+demo: deps all
+	$(BUILD)/hero run examples/hello.heroscript
+
+# ---- benchmarks (not tests: they print figures and ratios) ----
+$(BUILD)/bench_parse: bench/parse/bench_parse.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-parse: all $(BUILD)/bench_parse
+	$(BUILD)/bench_parse --hero $(BUILD)/hero
+
+bench: bench-parse
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0755 $(BUILD)/hero $(DESTDIR)$(PREFIX)/bin/hero
+	install -m 0644 $(BUILD)/man/hero.1 $(DESTDIR)$(PREFIX)/share/man/man1/hero.1
+	install -m 0644 $(BUILD)/man/heroscript.5 $(DESTDIR)$(PREFIX)/share/man/man5/heroscript.5
 
 clean:
 	rm -rf $(BUILD)

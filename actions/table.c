@@ -29,6 +29,13 @@ static const hero_param_def_t p_sleep[] = {
       HERO_RES_NAMED),
 };
 
+static const hero_param_def_t p_fail[] = {
+    P("msg", HERO_T_STR, true, NULL, "why: the action fails with this message"),
+    P("resources", HERO_T_LIST, false, NULL,
+      "names of resources this action holds; actions sharing one run one after the other",
+      HERO_RES_NAMED),
+};
+
 /* ---- play / session (directives, carried out while loading) ---- */
 static const hero_param_def_t p_include[] = {
     P("path", HERO_T_STR, true, NULL,
@@ -192,6 +199,8 @@ const hero_action_def_t hero_action_table[] = {
         .positional = "msg", .start = hero_core_echo_start, .what = "print msg"),
     ACT("core", "sleep", "wait for a duration", p_sleep, .positional = "duration",
         .start = hero_core_sleep_start, .what = "wait for duration"),
+    ACT("core", "fail", "fail with a message (a guard, or a test of --keep-going)", p_fail,
+        .positional = "msg", .start = hero_core_fail_start, .what = "fail with msg"),
     ACT("play", "include", "include a file or a directory of playbooks at this point", p_include,
         .positional = "path", .flags = HERO_ACT_DIRECTIVE, .what = "(done while loading)"),
     ACT("play", "set", "define a variable for the values that follow", p_set,

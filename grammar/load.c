@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "heroscript.h"
 #include "runtime/error.h"
@@ -241,10 +243,14 @@ static void load_file(loader_t *l, const char *path, const hs_source_t *from, ui
     hs_playbook_t *pb = l->pb;
     char real[PATH_MAX];
     if (!realpath(path, real)) {
-        int e = errno;
-        hs_diag_add(&pb->diags, HS_ERROR, from, from_off, "cannot read '%s': %s", path,
-                    strerror(e));
-        return;
+        /* a pipe such as /dev/stdin has no real path; its name serves for cycles */
+        if (errno != ENOENT || access(path, R_OK) != 0) {
+            int e = errno;
+            hs_diag_add(&pb->diags, HS_ERROR, from, from_off, "cannot read '%s': %s", path,
+                        strerror(e));
+            return;
+        }
+        snprintf(real, sizeof(real), "%s", path);
     }
     for (size_t i = 0; i < l->depth; i++) {
         if (strcmp(l->chain_real[i], real) == 0) {

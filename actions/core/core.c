@@ -17,6 +17,14 @@ int hero_core_echo_start(hero_task_t *t, hero_error_t *err)
     return 0;
 }
 
+int hero_core_fail_start(hero_task_t *t, hero_error_t *err)
+{
+    char *msg = hero_arg_str(t->action, "msg");
+    hero_error_set(err, 0, "%s", msg ? msg : "failed");
+    free(msg);
+    return -1;
+}
+
 /* The timer lives in its own allocation because uv_close completes after the task
  * may be gone; it is freed in the close callback. */
 static void sleep_closed(uv_handle_t *h)

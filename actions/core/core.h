@@ -6,6 +6,7 @@
 
 struct hero_task;
 int hero_core_echo_start(struct hero_task *t, hero_error_t *err);
+int hero_core_fail_start(struct hero_task *t, hero_error_t *err);
 int hero_core_sleep_start(struct hero_task *t, hero_error_t *err);
 
 #endif

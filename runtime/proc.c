@@ -1,0 +1,343 @@
+/* The process primitive on libuv: argv-only spawn into a new session, capped capture
+ * of stdout/stderr, a deadline with SIGTERM then SIGKILL to the whole process group. */
+#include "runtime/proc.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+enum {
+    HERO_PROC_DEFAULT_CAP = 1024 * 1024,
+    HERO_PROC_DEFAULT_GRACE_MS = 2000,
+    /* Large enough that a chatty child costs few syscalls once its output is only
+     * being drained, small enough not to matter per process. */
+    HERO_PROC_DISCARD_SIZE = 64 * 1024,
+};
+
+typedef struct hero_proc_capture {
+    uv_pipe_t pipe;
+    bool used;       /* the pipe handle was initialised and must be closed */
+    bool done;       /* EOF or a read error: nothing more will arrive */
+    bool truncated;
+    char *buf;       /* the kept bytes, one spare byte for the NUL */
+    size_t len, size;
+} hero_proc_capture_t;
+
+struct hero_proc {
+    uv_loop_t *loop;
+    uv_process_t process;
+    uv_timer_t deadline;
+    uv_timer_t grace;
+    bool timers_used;
+
+    hero_proc_capture_t out, err;
+    /* One scratch buffer serves both streams: libuv calls alloc_cb and read_cb back
+     * to back for one stream, so the two can never be using it at the same time. */
+    char *discard;
+    size_t cap;
+    uint64_t grace_ms;
+
+    hero_proc_cb cb;
+    void *data;
+    int pid;
+    uint64_t start_ns;
+
+    bool exited;
+    int exit_status;
+    int term_signal;
+    bool term_sent;
+    bool timed_out;
+    bool cancelled;
+    bool finished;      /* the callback ran; from here on only closing remains */
+    int pending_closes;
+};
+
+/* ---- teardown ---- */
+
+static void hero_proc_free(hero_proc_t *p)
+{
+    free(p->out.buf);
+    free(p->err.buf);
+    free(p->discard);
+    free(p);
+}
+
+static void hero_proc_on_close(uv_handle_t *h)
+{
+    hero_proc_t *p = h->data;
+    if (--p->pending_closes == 0)
+        hero_proc_free(p);
+}
+
+static void hero_proc_close_handle(hero_proc_t *p, uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    p->pending_closes++;
+    uv_close(h, hero_proc_on_close);
+}
+
+/* The process handle is always closed: uv_spawn initialises it even when it fails. */
+static void hero_proc_close_all(hero_proc_t *p)
+{
+    hero_proc_close_handle(p, (uv_handle_t *)&p->process);
+    if (p->out.used)
+        hero_proc_close_handle(p, (uv_handle_t *)&p->out.pipe);
+    if (p->err.used)
+        hero_proc_close_handle(p, (uv_handle_t *)&p->err.pipe);
+    if (p->timers_used) {
+        hero_proc_close_handle(p, (uv_handle_t *)&p->deadline);
+        hero_proc_close_handle(p, (uv_handle_t *)&p->grace);
+    }
+}
+
+/* ---- completion ---- */
+
+static void hero_proc_fill_result(hero_proc_t *p, hero_proc_result_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->exit_status = p->exit_status;
+    r->term_signal = p->term_signal;
+    r->timed_out = p->timed_out;
+    r->cancelled = p->cancelled;
+    r->out = p->out.buf ? p->out.buf : "";
+    r->out_len = p->out.len;
+    r->out_truncated = p->out.truncated;
+    r->err = p->err.buf ? p->err.buf : "";
+    r->err_len = p->err.len;
+    r->err_truncated = p->err.truncated;
+    r->elapsed_ms = (uv_hrtime() - p->start_ns) / 1000000u;
+}
+
+/* Waiting for EOF as well as for the exit is what makes the capture complete: data
+ * still sitting in a pipe when SIGCHLD arrives would otherwise be lost. */
+static void hero_proc_maybe_finish(hero_proc_t *p)
+{
+    if (p->finished || !p->exited || !p->out.done || !p->err.done)
+        return;
+    p->finished = true;
+    if (p->timers_used) {
+        uv_timer_stop(&p->deadline);
+        uv_timer_stop(&p->grace);
+    }
+    if (p->out.buf)
+        p->out.buf[p->out.len] = 0;
+    if (p->err.buf)
+        p->err.buf[p->err.len] = 0;
+    hero_proc_result_t r;
+    hero_proc_fill_result(p, &r);
+    p->cb(p, &r, p->data);
+    hero_proc_close_all(p);
+}
+
+static void hero_proc_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    hero_proc_t *p = proc->data;
+    p->exited = true;
+    p->exit_status = (int)exit_status;
+    p->term_signal = term_signal;
+    hero_proc_maybe_finish(p);
+}
+
+/* ---- signalling ---- */
+
+/* kill(2) rather than uv_kill: only kill(2) takes a negative pid, and the whole group
+ * must go so that grandchildren do not outlive the step and hold its pipes open.
+ * ESRCH (the group is already gone) is the expected race and needs no handling. */
+static void hero_proc_signal_group(hero_proc_t *p, int sig)
+{
+    if (p->pid > 0)
+        (void)kill(-(pid_t)p->pid, sig);
+}
+
+static void hero_proc_on_grace(uv_timer_t *t)
+{
+    hero_proc_signal_group(t->data, SIGKILL);
+}
+
+static void hero_proc_terminate(hero_proc_t *p)
+{
+    if (p->term_sent)
+        return;
+    p->term_sent = true;
+    hero_proc_signal_group(p, SIGTERM);
+    uv_timer_start(&p->grace, hero_proc_on_grace, p->grace_ms, 0);
+}
+
+static void hero_proc_on_deadline(uv_timer_t *t)
+{
+    hero_proc_t *p = t->data;
+    p->timed_out = true;
+    hero_proc_terminate(p);
+}
+
+/* Once the leader has exited we still signal while the pipes are open: the group id
+ * cannot be reused while members of that group (the ones holding the pipes) live. */
+void hero_proc_cancel(hero_proc_t *p)
+{
+    if (!p || p->finished || !p->timers_used)
+        return;
+    p->cancelled = true;
+    hero_proc_terminate(p);
+}
+
+int hero_proc_pid(const hero_proc_t *p)
+{
+    return p ? p->pid : 0;
+}
+
+/* ---- capture ---- */
+
+static hero_proc_capture_t *hero_proc_capture_of(hero_proc_t *p, uv_handle_t *h)
+{
+    return h == (uv_handle_t *)&p->out.pipe ? &p->out : &p->err;
+}
+
+/* Grow geometrically, never past cap (+1 for the NUL), so a small cap stays small. */
+static void hero_proc_capture_grow(hero_proc_capture_t *c, size_t cap, size_t suggested)
+{
+    size_t want = c->size * 2;
+    if (want < c->len + suggested + 1)
+        want = c->len + suggested + 1;
+    if (want > cap + 1)
+        want = cap + 1;
+    if (want > c->size) {
+        c->buf = hero_xrealloc(c->buf, want);
+        c->size = want;
+    }
+}
+
+static void hero_proc_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    hero_proc_t *p = h->data;
+    hero_proc_capture_t *c = hero_proc_capture_of(p, h);
+    if (c->len < p->cap) {
+        size_t room = c->size ? c->size - 1 - c->len : 0;
+        size_t want = p->cap - c->len < suggested ? p->cap - c->len : suggested;
+        if (room < want)
+            hero_proc_capture_grow(c, p->cap, suggested);
+        size_t avail = c->size - 1 - c->len;
+        *buf = uv_buf_init(c->buf + c->len, avail > UINT_MAX ? UINT_MAX : (unsigned)avail);
+        return;
+    }
+    /* Past the cap the child must still be read, or it would block on a full pipe
+     * and never exit; the bytes land here and are dropped. */
+    if (!p->discard)
+        p->discard = hero_xmalloc(HERO_PROC_DISCARD_SIZE);
+    *buf = uv_buf_init(p->discard, HERO_PROC_DISCARD_SIZE);
+}
+
+static void hero_proc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    hero_proc_t *p = s->data;
+    hero_proc_capture_t *c = hero_proc_capture_of(p, (uv_handle_t *)s);
+    if (nread > 0) {
+        if (buf->base == p->discard)
+            c->truncated = true;
+        else
+            c->len += (size_t)nread;
+        return;
+    }
+    if (nread == 0)
+        return; /* EAGAIN: libuv will call again */
+    /* EOF, or a read error: either way nothing more will come from this stream. */
+    uv_read_stop(s);
+    c->done = true;
+    hero_proc_maybe_finish(p);
+}
+
+/* ---- spawn ---- */
+
+static void hero_proc_stdio(hero_proc_t *p, hero_proc_capture_t *c, bool inherit, int fd,
+                            uv_stdio_container_t *sc)
+{
+    if (inherit) {
+        sc->flags = UV_INHERIT_FD;
+        sc->data.fd = fd;
+        c->done = true;
+        return;
+    }
+    uv_pipe_init(p->loop, &c->pipe, 0);
+    c->pipe.data = p;
+    c->used = true;
+    sc->flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    sc->data.stream = (uv_stream_t *)&c->pipe;
+}
+
+static void hero_proc_start_reading(hero_proc_capture_t *c)
+{
+    if (c->done)
+        return;
+    /* Without a reader the capture can never complete; treat it as empty rather than
+     * wait for an EOF that will not be reported. */
+    if (uv_read_start((uv_stream_t *)&c->pipe, hero_proc_on_alloc, hero_proc_on_read) < 0)
+        c->done = true;
+}
+
+static void hero_proc_start_timers(hero_proc_t *p, uint64_t timeout_ms)
+{
+    uv_timer_init(p->loop, &p->deadline);
+    uv_timer_init(p->loop, &p->grace);
+    p->deadline.data = p;
+    p->grace.data = p;
+    p->timers_used = true;
+    if (timeout_ms)
+        uv_timer_start(&p->deadline, hero_proc_on_deadline, timeout_ms, 0);
+}
+
+int hero_proc_spawn(uv_loop_t *loop, const hero_proc_opts_t *opts, hero_proc_cb cb, void *data,
+                    hero_proc_t **out, hero_error_t *err)
+{
+    if (out)
+        *out = NULL;
+    if (!loop || !opts || !opts->argv || !opts->argv[0] || !cb)
+        return hero_error_set(err, EINVAL, "cannot run a process");
+
+    hero_proc_t *p = hero_xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->cb = cb;
+    p->data = data;
+    p->cap = opts->capture_cap ? opts->capture_cap : HERO_PROC_DEFAULT_CAP;
+    if (p->cap > SIZE_MAX / 2)
+        p->cap = SIZE_MAX / 2; /* keeps cap + 1 and the doubling from overflowing */
+    p->grace_ms = opts->kill_grace_ms ? opts->kill_grace_ms : HERO_PROC_DEFAULT_GRACE_MS;
+    p->process.data = p;
+
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for it */
+    hero_proc_stdio(p, &p->out, opts->inherit_stdout, 1, &stdio[1]);
+    hero_proc_stdio(p, &p->err, opts->inherit_stderr, 2, &stdio[2]);
+
+    /* libuv's option struct is not const-qualified but does not modify the arrays. */
+    uv_process_options_t o = {
+        .exit_cb = hero_proc_on_exit,
+        .file = opts->argv[0],
+        .args = (char **)opts->argv,
+        .env = (char **)opts->env,
+        .cwd = opts->cwd,
+        /* A session of its own makes the child the leader of a fresh process group,
+         * so one kill(-pid) reaches everything it starts. */
+        .flags = UV_PROCESS_DETACHED,
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    p->start_ns = uv_hrtime();
+    int r = uv_spawn(loop, &p->process, &o);
+    if (r < 0) {
+        hero_error_set(err, 0, "cannot run '%s': %s", opts->argv[0], uv_strerror(r));
+        if (err)
+            err->code = -r;
+        hero_proc_close_all(p);
+        return -1;
+    }
+    p->pid = p->process.pid;
+    hero_proc_start_timers(p, opts->timeout_ms);
+    hero_proc_start_reading(&p->out);
+    hero_proc_start_reading(&p->err);
+    if (out)
+        *out = p;
+    return 0;
+}
