@@ -33,8 +33,8 @@ static bool text_of(const hs_action_t *a, const char *key, const char **s, size_
     const hs_param_t *p = hero_arg(a, key);
     if (p) {
         if (p->nitems) {
-            *s = p->items[0].p;
-            *n = p->items[0].len;
+            *s = hs_param_items(p)[0].p;
+            *n = hs_param_items(p)[0].len;
         } else {
             *s = "";
             *n = 0;
@@ -140,11 +140,11 @@ char **hero_arg_list(const hs_action_t *a, const char *key)
     size_t n = 0;
     const hs_param_t *p = hero_arg(a, key);
     if (p) {
-        if (p->form == HS_VAL_SCALAR && !p->items[0].quoted)
-            split_commas(&v, &n, p->items[0].p, p->items[0].len);
+        if (p->form == HS_VAL_SCALAR && !hs_param_items(p)[0].quoted)
+            split_commas(&v, &n, hs_param_items(p)[0].p, hs_param_items(p)[0].len);
         else
             for (uint32_t i = 0; i < p->nitems; i++)
-                strv_push(&v, &n, p->items[i].p, p->items[i].len);
+                strv_push(&v, &n, hs_param_items(p)[i].p, hs_param_items(p)[i].len);
         return v;
     }
     const hero_param_def_t *d = pdef(a, key);

@@ -237,13 +237,15 @@ const hero_action_def_t hero_action_table[] = {
 
 const size_t hero_action_count = N(hero_action_table);
 
+
+/* Called for every action and parameter of a playbook: compare without strlen. */
 const hero_action_def_t *hero_action_find(const char *actor, size_t alen, const char *name,
                                           size_t nlen)
 {
     for (size_t i = 0; i < hero_action_count; i++) {
         const hero_action_def_t *d = &hero_action_table[i];
-        if (strlen(d->actor) == alen && memcmp(d->actor, actor, alen) == 0 &&
-            strlen(d->name) == nlen && memcmp(d->name, name, nlen) == 0)
+        if (d->name[0] == name[0] && strncmp(d->name, name, nlen) == 0 && d->name[nlen] == 0 &&
+            strncmp(d->actor, actor, alen) == 0 && d->actor[alen] == 0)
             return d;
     }
     return NULL;
@@ -251,8 +253,10 @@ const hero_action_def_t *hero_action_find(const char *actor, size_t alen, const 
 
 const hero_param_def_t *hero_param_find(const hero_action_def_t *def, const char *key, size_t n)
 {
-    for (size_t i = 0; i < def->nparams; i++)
-        if (strlen(def->params[i].name) == n && strncasecmp(def->params[i].name, key, n) == 0)
+    for (size_t i = 0; i < def->nparams; i++) {
+        const char *pn = def->params[i].name;
+        if ((pn[0] | 0x20) == (key[0] | 0x20) && strncasecmp(pn, key, n) == 0 && pn[n] == 0)
             return &def->params[i];
+    }
     return NULL;
 }

@@ -171,7 +171,7 @@ static void check_value(const hs_action_t *a, const hero_param_def_t *pd, const 
 {
     if (pd->type != HERO_T_LIST) {
         if (p->form == HS_VAL_LIST || p->form == HS_VAL_BRACKET) {
-            hs_diag_add(d, HS_ERROR, a->src, p->items ? p->items[0].off : p->key.off,
+            hs_diag_add(d, HS_ERROR, a->src, p->nitems ? hs_param_items(p)[0].off : p->key.off,
                         "%s takes one value (%s), not a list", pd->name, hero_type_name(pd->type));
             return;
         }
@@ -183,12 +183,12 @@ static void check_value(const hs_action_t *a, const hero_param_def_t *pd, const 
                 check_item(a, pd, "", 0, p->key.off, d);
             return;
         }
-        check_item(a, pd, p->items[0].p, p->items[0].len, p->items[0].off, d);
+        check_item(a, pd, hs_param_items(p)[0].p, hs_param_items(p)[0].len, hs_param_items(p)[0].off, d);
         return;
     }
     /* a list: an unquoted scalar splits on commas; every item is checked */
-    if (p->form == HS_VAL_SCALAR && !p->items[0].quoted) {
-        const hs_item_t *it = &p->items[0];
+    if (p->form == HS_VAL_SCALAR && !hs_param_items(p)[0].quoted) {
+        const hs_item_t *it = &hs_param_items(p)[0];
         const char *s = it->p, *e = it->p + it->len;
         while (s <= e) {
             const char *c = memchr(s, ',', (size_t)(e - s));
@@ -206,7 +206,7 @@ static void check_value(const hs_action_t *a, const hero_param_def_t *pd, const 
         return;
     }
     for (uint32_t i = 0; i < p->nitems; i++)
-        check_item(a, pd, p->items[i].p, p->items[i].len, p->items[i].off, d);
+        check_item(a, pd, hs_param_items(p)[i].p, hs_param_items(p)[i].len, hs_param_items(p)[i].off, d);
 }
 
 static void validate_action(hs_action_t *a, hs_diags_t *d)
@@ -218,44 +218,45 @@ static void validate_action(hs_action_t *a, hs_diags_t *d)
     }
     a->def = def;
     uint32_t npos = 0;
+    /* which schema rows were given, for duplicates and required ones (a schema has
+     * at most 64 rows: tests/unit/test_table.c checks it) */
+    uint64_t seen = 0;
     for (uint32_t i = 0; i < a->nparams; i++) {
         const hs_param_t *p = &a->params[i];
         const hero_param_def_t *pd;
         if (!p->key.p) {
             if (!def->positional) {
-                hs_diag_add(d, HS_ERROR, a->src, p->items[0].off,
+                hs_diag_add(d, HS_ERROR, a->src, hs_param_items(p)[0].off,
                             "%s.%s takes no bare word: write key:value (is a ':' missing, or a "
                             "value with spaces not quoted?)",
                             def->actor, def->name);
                 continue;
             }
             if (++npos > 1) {
-                hs_diag_add(d, HS_ERROR, a->src, p->items[0].off,
+                hs_diag_add(d, HS_ERROR, a->src, hs_param_items(p)[0].off,
                             "%s.%s takes one bare word (its %s); quote a value with spaces",
                             def->actor, def->name, def->positional);
                 continue;
             }
             pd = hero_param_find(def, def->positional, strlen(def->positional));
+            seen |= 1ull << (pd - def->params);
         } else {
             pd = hero_param_find(def, p->key.p, p->key.len);
             if (!pd) {
                 unknown_param(a, p, d);
                 continue;
             }
-            for (uint32_t j = 0; j < i; j++)
-                if (a->params[j].key.p && a->params[j].key.len == p->key.len &&
-                    strncasecmp(a->params[j].key.p, p->key.p, p->key.len) == 0) {
-                    hs_diag_add(d, HS_WARNING, a->src, p->key.off,
-                                "'%.*s' is given twice; the last one wins", (int)p->key.len,
-                                p->key.p);
-                    break;
-                }
+            uint64_t bit = 1ull << (pd - def->params);
+            if (seen & bit)
+                hs_diag_add(d, HS_WARNING, a->src, p->key.off,
+                            "'%.*s' is given twice; the last one wins", (int)p->key.len, p->key.p);
+            seen |= bit;
         }
         check_value(a, pd, p, d);
     }
     for (size_t k = 0; k < def->nparams; k++) {
         const hero_param_def_t *pd = &def->params[k];
-        if (pd->required && !hero_arg(a, pd->name))
+        if (pd->required && !(seen & (1ull << k)))
             hs_diag_add(d, HS_ERROR, a->src, a->off, "%s.%s needs %s:... (%s)", def->actor,
                         def->name, pd->name, pd->doc);
     }

@@ -56,14 +56,14 @@ void hs_dump_action(FILE *out, const hs_action_t *a)
             fputs("<empty>", out);
             break;
         case HS_VAL_SCALAR:
-            dump_item(out, &p->items[0], true);
+            dump_item(out, &hs_param_items(p)[0], true);
             break;
         default:
             fputs(p->form == HS_VAL_BRACKET ? "[" : "(", out);
             for (uint32_t j = 0; j < p->nitems; j++) {
                 if (j)
                     fputc(',', out);
-                dump_item(out, &p->items[j], false);
+                dump_item(out, &hs_param_items(p)[j], false);
             }
             fputs(p->form == HS_VAL_BRACKET ? "]" : ")", out);
         }
@@ -204,13 +204,13 @@ static void put_param(fbuf_t *b, const hs_param_t *p, int indent)
     case HS_VAL_EMPTY:
         break;
     case HS_VAL_SCALAR:
-        put_item(b, &p->items[0], ctx, indent);
+        put_item(b, &hs_param_items(p)[0], ctx, indent);
         break;
     case HS_VAL_LIST:
         for (uint32_t i = 0; i < p->nitems; i++) {
             if (i)
                 fb_puts(b, ", ");
-            put_item(b, &p->items[i], CTX_LISTITEM, indent);
+            put_item(b, &hs_param_items(p)[i], CTX_LISTITEM, indent);
         }
         break;
     case HS_VAL_BRACKET:
@@ -218,7 +218,7 @@ static void put_param(fbuf_t *b, const hs_param_t *p, int indent)
         for (uint32_t i = 0; i < p->nitems; i++) {
             if (i)
                 fb_puts(b, ", ");
-            put_item(b, &p->items[i], CTX_BRACKET, indent);
+            put_item(b, &hs_param_items(p)[i], CTX_BRACKET, indent);
         }
         fb_puts(b, "]");
         break;
@@ -282,7 +282,7 @@ void hs_format(FILE *out, const hs_doc_t *doc)
         bool multiline = false;
         for (uint32_t i = 0; i < a->nparams; i++)
             for (uint32_t j = 0; j < a->params[i].nitems; j++)
-                multiline |= memchr(a->params[i].items[j].p, '\n', a->params[i].items[j].len) != NULL;
+                multiline |= memchr(hs_param_items(&a->params[i])[j].p, '\n', hs_param_items(&a->params[i])[j].len) != NULL;
         /* try one line */
         fbuf_t line = {0};
         fb_put(&line, "!!!!", a->kind);

@@ -20,9 +20,10 @@ size_t hs_arena_used(const hs_arena_t *a);
 /* ---- sources ---- */
 typedef struct hs_source {
     char *path;          /* as given on the command line or resolved by an include */
-    char *text;          /* the file's bytes, NUL-terminated */
+    const char *text;    /* the file's bytes, NUL-terminated (read, or mapped read-only) */
     uint32_t len;
-    uint32_t *lines;     /* byte offset of the start of each line */
+    size_t mapped;       /* the length of the mapping when text is mapped, else 0 */
+    uint32_t *lines;     /* byte offset of the start of each line, built on first use */
     uint32_t nlines;
     uint32_t id;         /* load order; diagnostics sort by (id, offset) */
     bool markdown;       /* .md: text at column 0 is prose, not an error */
@@ -81,25 +82,42 @@ typedef enum {
 
 typedef struct hs_param {
     hs_item_t key;           /* key.p == NULL: a positional argument */
-    hs_item_t *items;
+    union {
+        hs_item_t one;       /* nitems == 1: the item itself (most values: saves memory) */
+        hs_item_t *many;     /* otherwise: nitems items in the arena */
+    } v;
     uint32_t nitems;
     uint8_t form;            /* hs_val_form_t */
     uint8_t multiline;       /* the (single) item was a multi-line quoted string */
 } hs_param_t;
 
+/* The value's items (nitems of them). */
+static inline const hs_item_t *hs_param_items(const hs_param_t *p)
+{
+    return p->nitems == 1 ? &p->v.one : p->v.many;
+}
+
+static inline hs_item_t *hs_param_items_mut(hs_param_t *p)
+{
+    return p->nitems == 1 ? &p->v.one : p->v.many;
+}
+
 struct hero_action_def;
 
+/* 64 bytes: a big playbook holds hundreds of thousands of these. */
 typedef struct hs_action {
     const hs_source_t *src;
-    uint32_t off;            /* offset of the first '!' */
-    uint8_t kind;            /* number of '!': 1..4 */
-    uint8_t bad;             /* a parse error was reported for this action */
     hs_item_t actor;         /* "core" (not in the source) when the name had one part */
     hs_item_t name;
     hs_param_t *params;
-    uint32_t nparams;
     const struct hero_action_def *def;   /* set by validation */
+    uint32_t off;            /* offset of the first '!' */
+    uint16_t nparams;        /* the parser refuses more than HS_MAX_PARAMS */
+    uint8_t kind;            /* number of '!': 1..4 */
+    uint8_t bad;             /* a parse error was reported for this action */
 } hs_action_t;
+
+#define HS_MAX_PARAMS 4096
 
 /* A comment, kept so that `hero fmt` can put it back. */
 typedef struct hs_comment {

@@ -88,7 +88,11 @@ static uint32_t item_off(const hs_source_t *src, const hs_item_t *it, size_t i)
  * Returns false after reporting an error. */
 static bool expand_item(loader_t *l, const hs_source_t *src, hs_item_t *it)
 {
-    if (!memchr(it->p, '$', it->len) && !memchr(it->p, '{', it->len))
+    /* most values hold neither: one short scan, no allocation */
+    uint32_t k = 0;
+    while (k < it->len && it->p[k] != '$' && it->p[k] != '{')
+        k++;
+    if (k == it->len)
         return true;
     size_t cap = it->len + 64, n = 0;
     char *out = hero_xmalloc(cap);
@@ -192,7 +196,7 @@ static bool expand_action(loader_t *l, hs_action_t *a)
     bool ok = true;
     for (uint32_t i = 0; i < a->nparams; i++)
         for (uint32_t j = 0; j < a->params[i].nitems; j++)
-            ok &= expand_item(l, a->src, &a->params[i].items[j]);
+            ok &= expand_item(l, a->src, &hs_param_items_mut(&a->params[i])[j]);
     return ok;
 }
 
@@ -320,12 +324,12 @@ static void include_dir(loader_t *l, const char *dir, const hs_source_t *from, u
 static void do_include(loader_t *l, hs_action_t *a)
 {
     const hs_param_t *p = find_param(a, "path");
-    if (!p || p->form != HS_VAL_SCALAR || p->items[0].len == 0) {
+    if (!p || p->form != HS_VAL_SCALAR || hs_param_items(p)[0].len == 0) {
         hs_diag_add(&l->pb->diags, HS_ERROR, a->src, a->off,
                     "play.include needs path:'FILE' (a file, or a directory of .heroscript files)");
         return;
     }
-    const hs_item_t *it = &p->items[0];
+    const hs_item_t *it = &hs_param_items(p)[0];
     char *rel = hero_xstrndup(it->p, it->len);
     char *path;
     const char *slash = strrchr(a->src->path, '/');
@@ -352,7 +356,7 @@ static void do_set(loader_t *l, hs_action_t *a, const char *kname, const char *v
                     (int)a->actor.len, a->actor.p, (int)a->name.len, a->name.p, kname);
         return;
     }
-    const hs_item_t *name = &k->items[0];
+    const hs_item_t *name = &hs_param_items(k)[0];
     bool valid = name->len > 0 && is_ident_start(name->p[0]);
     for (uint32_t i = 1; i < name->len && valid; i++)
         valid = is_ident(name->p[i]);
@@ -366,9 +370,9 @@ static void do_set(loader_t *l, hs_action_t *a, const char *kname, const char *v
     hs_item_t empty = {"", name->off, 0, 0};
     const hs_item_t *val = &empty;
     if (v && v->form == HS_VAL_SCALAR)
-        val = &v->items[0];
+        val = &hs_param_items(v)[0];
     else if (v && v->form != HS_VAL_EMPTY) {
-        hs_diag_add(&l->pb->diags, HS_ERROR, a->src, v->items[0].off,
+        hs_diag_add(&l->pb->diags, HS_ERROR, a->src, hs_param_items(v)[0].off,
                     "a variable holds one value, not a list: quote it");
         return;
     }
@@ -390,6 +394,8 @@ static void load_source(loader_t *l, hs_source_t *src)
         push_action(pb, a);
         if (!ok)
             continue;
+        if (a->actor.len != 4 && a->actor.len != 7)
+            continue; /* neither "play" nor "session": the common case, decided at once */
         if (is_action(a, "play", "include"))
             do_include(l, a);
         else if (is_action(a, "play", "set"))

@@ -29,6 +29,15 @@ hs_val_t hs_pctx_value(hs_pctx_t *c, uint32_t start, uint8_t form)
 
 void hs_pctx_param(hs_pctx_t *c, const hs_tok_t *key, const hs_val_t *v)
 {
+    if (c->nparams >= HS_MAX_PARAMS) {
+        if (c->nparams == HS_MAX_PARAMS)
+            hs_diag_add(c->diags, HS_ERROR, c->src, key->off,
+                        "an action has at most %d parameters", HS_MAX_PARAMS);
+        c->nparams = HS_MAX_PARAMS + 1; /* report once; keep what fits */
+        c->head.bad = 1;
+        c->nitems = v->start;
+        return;
+    }
     if (c->nparams == c->capparams) {
         c->capparams = c->capparams ? c->capparams * 2 : 16;
         c->params = hero_xrealloc(c->params, c->capparams * sizeof(hs_param_t));
@@ -39,9 +48,11 @@ void hs_pctx_param(hs_pctx_t *c, const hs_tok_t *key, const hs_val_t *v)
     p->form = v->form;
     p->multiline = v->multiline;
     p->nitems = v->n;
-    if (v->n) {
-        p->items = hs_arena_alloc(c->arena, v->n * sizeof(hs_item_t));
-        memcpy(p->items, c->items + v->start, v->n * sizeof(hs_item_t));
+    if (v->n == 1) {
+        p->v.one = c->items[v->start];
+    } else if (v->n) {
+        p->v.many = hs_arena_alloc(c->arena, v->n * sizeof(hs_item_t));
+        memcpy(p->v.many, c->items + v->start, v->n * sizeof(hs_item_t));
     }
     c->nitems = v->start;
 }
@@ -77,10 +88,11 @@ void hs_pctx_action_end(hs_pctx_t *c)
     a->bad = c->head.bad;
     a->actor = c->head.a;
     a->name = c->head.b;
-    a->nparams = c->nparams;
-    if (c->nparams) {
-        a->params = hs_arena_alloc(c->arena, c->nparams * sizeof(hs_param_t));
-        memcpy(a->params, c->params, c->nparams * sizeof(hs_param_t));
+    uint32_t np = c->nparams > HS_MAX_PARAMS ? HS_MAX_PARAMS : c->nparams;
+    a->nparams = (uint16_t)np;
+    if (np) {
+        a->params = hs_arena_alloc(c->arena, np * sizeof(hs_param_t));
+        memcpy(a->params, c->params, np * sizeof(hs_param_t));
     }
     c->nparams = 0;
     c->nitems = 0;

@@ -6,13 +6,17 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- arena ---- */
+/* Chunks come straight from mmap, 2 MiB at a time, with transparent huge pages
+ * asked for: parsing a big playbook is bound by page faults otherwise. */
 typedef struct chunk {
     struct chunk *next;
-    size_t used, size;
+    size_t used, size, mapped;
     max_align_t data[];
 } chunk_t;
 
@@ -21,7 +25,7 @@ struct hs_arena {
     size_t total;
 };
 
-enum { ARENA_CHUNK = 256 * 1024 };
+enum { ARENA_CHUNK = 2 * 1024 * 1024 };
 
 hs_arena_t *hs_arena_new(void)
 {
@@ -34,9 +38,26 @@ void hs_arena_free(hs_arena_t *a)
         return;
     for (chunk_t *c = a->head, *n; c; c = n) {
         n = c->next;
-        free(c);
+        munmap(c, c->mapped);
     }
     free(a);
+}
+
+static chunk_t *chunk_new(size_t payload)
+{
+    size_t mapped = (sizeof(chunk_t) + payload + 4095) & ~(size_t)4095;
+    void *m = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        fputs("hero: out of memory\n", stderr);
+        abort();
+    }
+    if (mapped >= ARENA_CHUNK)
+        madvise(m, mapped, MADV_HUGEPAGE); /* a hint: fine if refused */
+    chunk_t *c = m;
+    c->used = 0;
+    c->size = mapped - sizeof(chunk_t);
+    c->mapped = mapped;
+    return c;
 }
 
 void *hs_arena_alloc(hs_arena_t *a, size_t n)
@@ -46,18 +67,16 @@ void *hs_arena_alloc(hs_arena_t *a, size_t n)
     if (!c || c->size - c->used < n) {
         /* Big requests get a chunk of their own, put behind the current one so the
          * free space of the current chunk is not lost. */
-        size_t sz = n > ARENA_CHUNK / 4 ? n : ARENA_CHUNK;
-        chunk_t *nc = hero_xmalloc(sizeof(chunk_t) + sz);
-        nc->used = 0;
-        nc->size = sz;
-        if (c && sz != ARENA_CHUNK) {
+        bool own = n > ARENA_CHUNK / 4;
+        chunk_t *nc = chunk_new(own ? n : ARENA_CHUNK - sizeof(chunk_t));
+        if (c && own) {
             nc->next = c->next;
             c->next = nc;
         } else {
             nc->next = c;
             a->head = nc;
         }
-        a->total += sz;
+        a->total += nc->mapped;
         c = nc;
     }
     void *p = (char *)c->data + c->used;
@@ -79,8 +98,14 @@ size_t hs_arena_used(const hs_arena_t *a)
 }
 
 /* ---- sources ---- */
-static void index_lines(hs_source_t *s)
+/* The line index is built on first use (a diagnostic, the formatter): a valid
+ * playbook never needs it, and it costs a pass and 4 bytes a line. The fields are
+ * a cache, so a const source may fill them. */
+static void index_lines(const hs_source_t *cs)
 {
+    hs_source_t *s = (hs_source_t *)cs;
+    if (s->lines)
+        return;
     uint32_t n = 1;
     for (const char *p = s->text; (p = memchr(p, '\n', s->text + s->len - p)); p++)
         n++;
@@ -104,12 +129,12 @@ hs_source_t *hs_source_from_mem(const char *path, const char *text, size_t len, 
         return NULL;
     hs_source_t *s = hero_xcalloc(1, sizeof(*s));
     s->path = hero_xstrdup(path);
-    s->text = hero_xmalloc(len + 1);
-    memcpy(s->text, text, len);
-    s->text[len] = 0;
+    char *t = hero_xmalloc(len + 1);
+    memcpy(t, text, len);
+    t[len] = 0;
+    s->text = t;
     s->len = (uint32_t)len;
     s->markdown = markdown;
-    index_lines(s);
     return s;
 }
 
@@ -135,6 +160,22 @@ hs_source_t *hs_source_read(const char *path, int *errno_out)
         *errno_out = EFBIG;
         close(fd);
         return NULL;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    if (S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size % page != 0) {
+        /* Map it: no copy, and the rest of the last page reads as zero, which is
+         * the NUL the lexer stops at. (A file of whole pages is read instead.) */
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+        if (m != MAP_FAILED) {
+            close(fd);
+            hs_source_t *s = hero_xcalloc(1, sizeof(*s));
+            s->path = hero_xstrdup(path);
+            s->text = m;
+            s->len = (uint32_t)st.st_size;
+            s->mapped = (size_t)st.st_size;
+            s->markdown = is_markdown(path);
+            return s;
+        }
     }
     size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size : 4096, len = 0;
     char *buf = hero_xmalloc(cap + 1);
@@ -169,7 +210,6 @@ hs_source_t *hs_source_read(const char *path, int *errno_out)
     s->text = buf;
     s->len = (uint32_t)len;
     s->markdown = is_markdown(path);
-    index_lines(s);
     return s;
 }
 
@@ -178,13 +218,17 @@ void hs_source_free(hs_source_t *s)
     if (!s)
         return;
     free(s->path);
-    free(s->text);
+    if (s->mapped)
+        munmap((void *)s->text, s->mapped);
+    else
+        free((void *)s->text);
     free(s->lines);
     free(s);
 }
 
 void hs_source_linecol(const hs_source_t *s, uint32_t off, uint32_t *line, uint32_t *col)
 {
+    index_lines(s);
     uint32_t lo = 0, hi = s->nlines;
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;

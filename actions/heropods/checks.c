@@ -16,7 +16,7 @@ void hero_heropods_check_exec(const hs_action_t *a, hs_diags_t *d)
 void hero_heropods_check_new(const hs_action_t *a, hs_diags_t *d)
 {
     const hs_param_t *image = hero_arg(a, "image");
-    bool custom = image && image->form == HS_VAL_SCALAR && hs_item_eq(&image->items[0], "custom");
+    bool custom = image && image->form == HS_VAL_SCALAR && hs_item_eq(&hs_param_items(image)[0], "custom");
     const hs_param_t *cname = hero_arg(a, "custom_image_name"), *url = hero_arg(a, "docker_url");
     if (custom) {
         if (!cname)
