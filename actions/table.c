@@ -16,24 +16,23 @@
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- core ---- */
+#define RESOURCES_PARAM                                                                    \
+    P("resources", HERO_T_LIST, false, NULL,                                              \
+      "names of resources this action holds; actions sharing one run one after the other", \
+      HERO_RES_NAMED)
+
 static const hero_param_def_t p_echo[] = {
     P("msg", HERO_T_STR, true, NULL, "the text to print (a line)"),
-    P("resources", HERO_T_LIST, false, NULL,
-      "names of resources this action holds; actions sharing one run one after the other",
-      HERO_RES_NAMED),
+    RESOURCES_PARAM,
 };
 static const hero_param_def_t p_sleep[] = {
     P("duration", HERO_T_DURATION, true, NULL, "how long to wait, such as 500ms or 2s"),
-    P("resources", HERO_T_LIST, false, NULL,
-      "names of resources this action holds; actions sharing one run one after the other",
-      HERO_RES_NAMED),
+    RESOURCES_PARAM,
 };
 
 static const hero_param_def_t p_fail[] = {
     P("msg", HERO_T_STR, true, NULL, "why: the action fails with this message"),
-    P("resources", HERO_T_LIST, false, NULL,
-      "names of resources this action holds; actions sharing one run one after the other",
-      HERO_RES_NAMED),
+    RESOURCES_PARAM,
 };
 
 /* ---- play / session (directives, carried out while loading) ---- */
