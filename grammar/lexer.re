@@ -198,6 +198,8 @@ static size_t dedent(char *s, size_t n)
         if (!first)
             *w++ = '\n';
         size_t len = (size_t)(le - p) - ind;
+        if (len && p[ind + len - 1] == '\r')
+            len--; /* a CRLF file: the value's lines end in '\n' alone */
         memmove(w, p + ind, len);
         w += len;
         first = false;
