@@ -31,7 +31,7 @@ typedef enum {
     HERO_RES_CONTAINER,     /* exclusive: container <instance>/<value> */
     HERO_RES_IMAGE,         /* exclusive: image <value> */
     HERO_RES_IMAGE_USE,     /* shared:    image <value> */
-    HERO_RES_INSTANCE,      /* exclusive: instance <value> (configure, enable_*) */
+    HERO_RES_INSTANCE,      /* exclusive: instance <value> (configure) */
     HERO_RES_NAMED,         /* exclusive: each list item, as it is (core.* `resources`) */
 } hero_res_t;
 
@@ -60,6 +60,7 @@ typedef void (*hero_action_check_fn)(const hs_action_t *a, hs_diags_t *d);
 enum {
     HERO_ACT_DIRECTIVE = 1, /* carried out while loading (play.include, play.set) */
     HERO_ACT_INSTANCE = 2,  /* takes `heropods:` and belongs to an instance */
+    HERO_ACT_INSTANCE_EXCL = 4, /* ...and changes it: runs alone among its actions */
 };
 
 typedef struct hero_action_def {

@@ -8,18 +8,20 @@
 
 const hs_param_t *hero_arg(const hs_action_t *a, const char *key)
 {
-    const hs_param_t *found = NULL, *positional = NULL;
+    const hs_param_t *found = NULL;
     bool pos_key = a->def && a->def->positional && strcasecmp(a->def->positional, key) == 0;
+    bool pos_seen = false;
     for (uint32_t i = 0; i < a->nparams; i++) {
         const hs_param_t *p = &a->params[i];
         if (p->key.p) {
             if (hs_item_ieq(&p->key, key))
-                found = p;
-        } else if (pos_key && !positional) {
-            positional = p;
+                found = p; /* the last one wins, bare or keyed */
+        } else if (pos_key && !pos_seen) {
+            found = p; /* only the first bare word (validation refuses a second) */
+            pos_seen = true;
         }
     }
-    return found ? found : positional;
+    return found;
 }
 
 static const hero_param_def_t *pdef(const hs_action_t *a, const char *key)
@@ -140,11 +142,14 @@ char **hero_arg_list(const hs_action_t *a, const char *key)
     size_t n = 0;
     const hs_param_t *p = hero_arg(a, key);
     if (p) {
-        if (p->form == HS_VAL_SCALAR && !hs_param_items(p)[0].quoted)
-            split_commas(&v, &n, hs_param_items(p)[0].p, hs_param_items(p)[0].len);
-        else
-            for (uint32_t i = 0; i < p->nitems; i++)
-                strv_push(&v, &n, hs_param_items(p)[i].p, hs_param_items(p)[i].len);
+        /* an unquoted item splits on commas in every form: `a,b`, `'x', a,b`, `[a,b]` */
+        const hs_item_t *it = hs_param_items(p);
+        for (uint32_t i = 0; i < p->nitems; i++) {
+            if (it[i].quoted)
+                strv_push(&v, &n, it[i].p, it[i].len);
+            else
+                split_commas(&v, &n, it[i].p, it[i].len);
+        }
         return v;
     }
     const hero_param_def_t *d = pdef(a, key);

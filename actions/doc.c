@@ -83,7 +83,10 @@ void hero_actions_roff(FILE *out)
         }
         fprintf(out, ".TP\n.B !!%s.%s\n", d->actor, d->name);
         roff_text(out, d->doc);
-        fputs(d->flags & HERO_ACT_DIRECTIVE ? " (a directive, carried out while loading)" : "", out);
+        fputs(d->flags & HERO_ACT_DIRECTIVE ? " (a directive, carried out while loading)"
+              : d->start                    ? ""
+                                            : " (validated only: this build cannot run it yet)",
+              out);
         fputs(".\n", out);
         if (d->positional)
             fprintf(out, "A bare word gives \\fB%s\\fR.\n", d->positional);

@@ -26,7 +26,6 @@ static void unknown_action(const hs_action_t *a, hs_diags_t *d)
     const char *cands[64];
     size_t n = 0;
     bool actor_known = false;
-    bool implicit_core = a->actor.off == a->name.off; /* `!!name`: core.name */
     for (size_t i = 0; i < hero_action_count && n < 64; i++)
         if (hs_item_eq(&a->actor, hero_action_table[i].actor)) {
             actor_known = true;
@@ -56,8 +55,8 @@ static void unknown_action(const hs_action_t *a, hs_diags_t *d)
             return;
         }
     }
-    if (implicit_core || !actor_known) {
-        /* `!!container_new`: the action exists under another actor */
+    {
+        /* `!!container_new` or `!!core.container_start`: it exists under another actor */
         n = 0;
         for (size_t i = 0; i < hero_action_count && n < 64; i++)
             cands[n++] = hero_action_table[i].name;
@@ -70,9 +69,14 @@ static void unknown_action(const hs_action_t *a, hs_diags_t *d)
                 return;
             }
     }
-    hs_diag_add(d, HS_ERROR, a->src, a->name.off,
-                "unknown action '%.*s.%.*s' (`hero actions` lists them)", (int)a->actor.len,
-                a->actor.p, (int)a->name.len, a->name.p);
+    if (!actor_known)
+        hs_diag_add(d, HS_ERROR, a->src, a->actor.off,
+                    "unknown actor '%.*s' (`hero actions` lists the actions)", (int)a->actor.len,
+                    a->actor.p);
+    else
+        hs_diag_add(d, HS_ERROR, a->src, a->name.off,
+                    "unknown action '%.*s.%.*s' (`hero actions` lists them)", (int)a->actor.len,
+                    a->actor.p, (int)a->name.len, a->name.p);
 }
 
 static void unknown_param(const hs_action_t *a, const hs_param_t *p, hs_diags_t *d)
@@ -186,9 +190,14 @@ static void check_value(const hs_action_t *a, const hero_param_def_t *pd, const 
         check_item(a, pd, hs_param_items(p)[0].p, hs_param_items(p)[0].len, hs_param_items(p)[0].off, d);
         return;
     }
-    /* a list: an unquoted scalar splits on commas; every item is checked */
-    if (p->form == HS_VAL_SCALAR && !hs_param_items(p)[0].quoted) {
-        const hs_item_t *it = &hs_param_items(p)[0];
+    /* a list: an unquoted item splits on commas (as hero_arg_list does); every
+     * item is checked */
+    for (uint32_t i = 0; i < p->nitems; i++) {
+        const hs_item_t *it = &hs_param_items(p)[i];
+        if (it->quoted) {
+            check_item(a, pd, it->p, it->len, it->off, d);
+            continue;
+        }
         const char *s = it->p, *e = it->p + it->len;
         while (s <= e) {
             const char *c = memchr(s, ',', (size_t)(e - s));
@@ -203,10 +212,7 @@ static void check_value(const hs_action_t *a, const hero_param_def_t *pd, const 
                 break;
             s = c + 1;
         }
-        return;
     }
-    for (uint32_t i = 0; i < p->nitems; i++)
-        check_item(a, pd, hs_param_items(p)[i].p, hs_param_items(p)[i].len, hs_param_items(p)[i].off, d);
 }
 
 static void validate_action(hs_action_t *a, hs_diags_t *d)
@@ -225,6 +231,8 @@ static void validate_action(hs_action_t *a, hs_diags_t *d)
         const hs_param_t *p = &a->params[i];
         const hero_param_def_t *pd;
         if (!p->key.p) {
+            if (a->bad == HS_BAD_SYNTAX)
+                continue; /* maybe a piece of what the syntax error broke */
             if (!def->positional) {
                 hs_diag_add(d, HS_ERROR, a->src, hs_param_items(p)[0].off,
                             "%s.%s takes no bare word: write key:value (is a ':' missing, or a "
@@ -239,6 +247,10 @@ static void validate_action(hs_action_t *a, hs_diags_t *d)
                 continue;
             }
             pd = hero_param_find(def, def->positional, strlen(def->positional));
+            if (seen & (1ull << (pd - def->params)))
+                hs_diag_add(d, HS_WARNING, a->src, hs_param_items(p)[0].off,
+                            "%s is given twice (by key and as a bare word); the last one wins",
+                            pd->name);
             seen |= 1ull << (pd - def->params);
         } else {
             pd = hero_param_find(def, p->key.p, p->key.len);
@@ -249,11 +261,13 @@ static void validate_action(hs_action_t *a, hs_diags_t *d)
             uint64_t bit = 1ull << (pd - def->params);
             if (seen & bit)
                 hs_diag_add(d, HS_WARNING, a->src, p->key.off,
-                            "'%.*s' is given twice; the last one wins", (int)p->key.len, p->key.p);
+                            "%s is given twice; the last one wins", pd->name);
             seen |= bit;
         }
         check_value(a, pd, p, d);
     }
+    if (a->bad == HS_BAD_SYNTAX)
+        return; /* what is missing may be what the syntax error swallowed */
     for (size_t k = 0; k < def->nparams; k++) {
         const hero_param_def_t *pd = &def->params[k];
         if (pd->required && !(seen & (1ull << k)))

@@ -58,19 +58,27 @@ void hs_diag_print(FILE *f, const hs_diag_t *dg, bool color)
         fprintf(f, "%shero:%s %s%s:%s %s\n", bold, off, on, lvl, off, dg->msg);
         return;
     }
-    uint32_t line, col;
-    hs_source_linecol(dg->src, dg->off, &line, &col);
-    fprintf(f, "%s%s:%u:%u:%s %s%s:%s %s\n", bold, dg->src->path, line, col, off, on, lvl, off,
-            dg->msg);
+    uint32_t line, bytecol;
+    hs_source_linecol(dg->src, dg->off, &line, &bytecol);
     const char *ls = dg->src->text + dg->src->lines[line - 1];
     const char *le = strchr(ls, '\n');
     size_t n = le ? (size_t)(le - ls) : strlen(ls);
     if (n && ls[n - 1] == '\r')
         n--;
+    /* The column counts characters, not bytes, so that it and the caret agree with
+     * what an editor shows for UTF-8 text. */
+    uint32_t col = 1;
+    for (uint32_t i = 0; i + 1 < bytecol && i < n; i++)
+        col += ((unsigned char)ls[i] & 0xc0) != 0x80;
+    fprintf(f, "%s%s:%u:%u:%s %s%s:%s %s\n", bold, dg->src->path, line, col, off, on, lvl, off,
+            dg->msg);
     fprintf(f, "    %.*s\n    ", (int)n, ls);
     /* Copy tabs so the caret lines up whatever the tab width. */
-    for (uint32_t i = 0; i + 1 < col && i < n; i++)
+    for (uint32_t i = 0; i + 1 < bytecol && i < n; i++) {
+        if (((unsigned char)ls[i] & 0xc0) == 0x80)
+            continue;
         fputc(ls[i] == '\t' ? '\t' : ' ', f);
+    }
     fprintf(f, "%s^%s\n", on, off);
 }
 

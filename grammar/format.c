@@ -120,6 +120,12 @@ static bool can_be_bare(const hs_item_t *it, item_ctx_t ctx)
         return false;
     if (n >= 2 && p[0] == '/' && p[1] == '/' && ctx != CTX_VALUE)
         return false;
+    /* a bare word alone on its line would read as a comment or an action */
+    if (ctx == CTX_POSITIONAL && (p[0] == '#' || p[0] == '!'))
+        return false;
+    /* `'a', 'b'` goes on as a list only after a quoted item: keep them quoted */
+    if (ctx == CTX_LISTITEM)
+        return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
         if (c <= ' ' || c == 0x7f)

@@ -114,10 +114,15 @@ typedef struct hs_action {
     uint32_t off;            /* offset of the first '!' */
     uint16_t nparams;        /* the parser refuses more than HS_MAX_PARAMS */
     uint8_t kind;            /* number of '!': 1..4 */
-    uint8_t bad;             /* a parse error was reported for this action */
+    uint8_t bad;             /* a parse error was reported: HS_BAD_NAME or HS_BAD_SYNTAX */
 } hs_action_t;
 
 #define HS_MAX_PARAMS 4096
+
+/* An action whose name was refused is dropped. One with a syntax error in its
+ * parameters is kept and validated leniently: what parsed is checked, but nothing
+ * that error recovery may have eaten or made up (bare words, required parameters). */
+enum { HS_BAD_NAME = 1, HS_BAD_SYNTAX = 2 };
 
 /* A comment, kept so that `hero fmt` can put it back. */
 typedef struct hs_comment {

@@ -23,7 +23,7 @@ enum { M_LINE, M_PARAMS, M_VALUE, M_AFTERV, M_LIST };
     ws   = [ \t];
     eol  = "\r"? "\n";
     nl   = [\r\n];
-    key  = [A-Za-z0-9_./]+;
+    key  = [A-Za-z0-9_./-]+;   /* '-' is never valid, but `keep-alive:` reads as a (wrong) key */
     any  = [^ \t\r\n\x00];
 */
 
@@ -240,9 +240,11 @@ static int lex_quoted(hs_lexer_t *lx, hs_tok_t *t)
                     triple ? "unclosed quote: this %c%c%c is never closed"
                            : "unclosed quote: this %c is never closed",
                     qc, qc, qc);
-        lx->cur = q;
-        skip_line(lx);
+        /* By the language everything after it is inside the string, so nothing
+         * after it is read: no errors that follow from this one. */
+        lx->cur = lx->lim;
         lx->mode = M_LINE;
+        lx->taint = true;
         return 0;
     }
     const unsigned char *bend = p;
@@ -304,6 +306,14 @@ static int lex_line(hs_lexer_t *lx, hs_tok_t *t, bool *eof)
             lx->in_block = true;
             lx->mode = M_PARAMS;
             return lex_action(lx, t);
+        }
+        if (!lx->src->markdown && b - q >= 2 && (b >= lx->lim || *b != '[')) {
+            hs_diag_add(lx->diags, HS_ERROR, lx->src, off_of(lx, b),
+                        "the action's name follows the '!' directly: !!actor.name");
+            lx->in_block = false;
+            lx->cur = q;
+            skip_line(lx);
+            return 0;
         }
     }
     if (indent && lx->in_block) {
@@ -457,7 +467,9 @@ int hs_lex(hs_lexer_t *lx, hs_tok_t *t)
                 lx->mode = M_VALUE;
                 return HS_T_RAW;
             }
-            if (n == 1 && lx->tok[0] == ',') {
+            if (lx->in_list && lx->tok[0] == ',') {
+                /* `'a',,'b'`: a second comma is a separator with nothing before it */
+                lx->cur = lx->tok + 1;
                 lx->mode = M_VALUE;
                 return HS_T_COMMA;
             }

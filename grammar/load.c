@@ -76,11 +76,21 @@ static bool is_ident(char c)
 }
 
 /* Where, in the source, byte i of the item is: exact when the item is the source's
- * own text, else the item's start. */
-static uint32_t item_off(const hs_source_t *src, const hs_item_t *it, size_t i)
+ * own text. An unescaped or dedented item lives in the arena; then the `len` bytes
+ * at i (a `${...}`) are looked for in the source from the item's start, counting
+ * the same text earlier in the item, so that the caret lands on the right line. */
+static uint32_t item_off(const hs_source_t *src, const hs_item_t *it, size_t i, size_t len)
 {
     if (it->p >= src->text && it->p + it->len <= src->text + src->len)
         return (uint32_t)(it->p - src->text + i);
+    const char *needle = it->p + i;
+    size_t nth = 0;
+    for (const char *q = it->p; (q = memmem(q, (size_t)(needle - q), needle, len)); q++)
+        nth++;
+    const char *from = src->text + it->off, *end = src->text + src->len;
+    for (const char *q = from; q < end && (q = memmem(q, (size_t)(end - q), needle, len)); q++)
+        if (nth-- == 0)
+            return (uint32_t)(q - src->text);
     return it->off;
 }
 
@@ -109,7 +119,7 @@ static bool expand_item(loader_t *l, const hs_source_t *src, hs_item_t *it)
         } else if (left >= 2 && p[0] == '$' && p[1] == '{') {
             const char *close = memchr(p + 2, '}', left - 2);
             if (!close) {
-                hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i),
+                hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i, 2),
                             "unclosed '${': write $${ for a literal ${");
                 ok = false;
                 break;
@@ -121,7 +131,7 @@ static bool expand_item(loader_t *l, const hs_source_t *src, hs_item_t *it)
                 char *env = hero_xstrndup(nm + 4, nlen - 4);
                 rep = getenv(env);
                 if (!rep) {
-                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i),
+                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i, skip),
                                 "environment variable '%s' is not set", env);
                     ok = false;
                 }
@@ -133,13 +143,13 @@ static bool expand_item(loader_t *l, const hs_source_t *src, hs_item_t *it)
                     valid = is_ident(nm[k]);
                 var_t *v = valid ? var_find(l, nm, nlen) : NULL;
                 if (!valid) {
-                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i),
+                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i, skip),
                                 "'${%.*s}' is not a variable name (letters, digits, '_'); "
                                 "write $${ for a literal ${",
                                 (int)nlen, nm);
                     ok = false;
                 } else if (!v) {
-                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i),
+                    hs_diag_add(&l->pb->diags, HS_ERROR, src, item_off(src, it, i, skip),
                                 "undefined variable '%.*s' (define it with !!play.set "
                                 "name:'%.*s' value:'...', or write $${ for a literal ${)",
                                 (int)nlen, nm, (int)nlen, nm);
@@ -324,11 +334,11 @@ static void include_dir(loader_t *l, const char *dir, const hs_source_t *from, u
 static void do_include(loader_t *l, hs_action_t *a)
 {
     const hs_param_t *p = find_param(a, "path");
-    if (!p || p->form != HS_VAL_SCALAR || hs_param_items(p)[0].len == 0) {
-        hs_diag_add(&l->pb->diags, HS_ERROR, a->src, a->off,
-                    "play.include needs path:'FILE' (a file, or a directory of .heroscript files)");
-        return;
-    }
+    for (uint32_t i = 0; !p && i < a->nparams; i++)
+        if (!a->params[i].key.p)
+            p = &a->params[i]; /* `!!play.include dir/`: a bare word is the path */
+    if (!p || p->form != HS_VAL_SCALAR || hs_param_items(p)[0].len == 0)
+        return; /* validation says what is wrong with it */
     const hs_item_t *it = &hs_param_items(p)[0];
     char *rel = hero_xstrndup(it->p, it->len);
     char *path;
@@ -351,11 +361,8 @@ static void do_include(loader_t *l, hs_action_t *a)
 static void do_set(loader_t *l, hs_action_t *a, const char *kname, const char *vname)
 {
     const hs_param_t *k = find_param(a, kname), *v = find_param(a, vname);
-    if (!k || k->form != HS_VAL_SCALAR) {
-        hs_diag_add(&l->pb->diags, HS_ERROR, a->src, a->off, "%.*s.%.*s needs %s:'NAME'",
-                    (int)a->actor.len, a->actor.p, (int)a->name.len, a->name.p, kname);
-        return;
-    }
+    if (!k || k->form != HS_VAL_SCALAR)
+        return; /* validation says what is wrong with it */
     const hs_item_t *name = &hs_param_items(k)[0];
     bool valid = name->len > 0 && is_ident_start(name->p[0]);
     for (uint32_t i = 1; i < name->len && valid; i++)
@@ -371,11 +378,8 @@ static void do_set(loader_t *l, hs_action_t *a, const char *kname, const char *v
     const hs_item_t *val = &empty;
     if (v && v->form == HS_VAL_SCALAR)
         val = &hs_param_items(v)[0];
-    else if (v && v->form != HS_VAL_EMPTY) {
-        hs_diag_add(&l->pb->diags, HS_ERROR, a->src, hs_param_items(v)[0].off,
-                    "a variable holds one value, not a list: quote it");
-        return;
-    }
+    else if (v && v->form != HS_VAL_EMPTY)
+        return; /* a list: validation says so */
     var_set(l, name, val);
 }
 
@@ -388,7 +392,7 @@ static void load_source(loader_t *l, hs_source_t *src)
     size_t nacts = pb->docs[src->id].nactions;
     for (size_t i = 0; i < nacts; i++) {
         hs_action_t *a = &acts[i];
-        if (a->bad)
+        if (a->bad == HS_BAD_NAME)
             continue;
         bool ok = expand_action(l, a);
         push_action(pb, a);

@@ -34,7 +34,7 @@ void hs_pctx_param(hs_pctx_t *c, const hs_tok_t *key, const hs_val_t *v)
             hs_diag_add(c->diags, HS_ERROR, c->src, key->off,
                         "an action has at most %d parameters", HS_MAX_PARAMS);
         c->nparams = HS_MAX_PARAMS + 1; /* report once; keep what fits */
-        c->head.bad = 1;
+        c->taint = true;
         c->nitems = v->start;
         return;
     }
@@ -85,7 +85,8 @@ void hs_pctx_action_end(hs_pctx_t *c)
     a->src = c->src;
     a->off = c->head.off;
     a->kind = c->head.kind;
-    a->bad = c->head.bad;
+    a->bad = c->head.bad ? HS_BAD_NAME : c->taint ? HS_BAD_SYNTAX : 0;
+    c->taint = false;
     a->actor = c->head.a;
     a->name = c->head.b;
     uint32_t np = c->nparams > HS_MAX_PARAMS ? HS_MAX_PARAMS : c->nparams;
@@ -135,6 +136,7 @@ void hs_pctx_syntax_error(hs_pctx_t *c, int major, const hs_tok_t *t)
         break;
     }
     hs_diag_add(c->diags, HS_ERROR, c->src, off, "%s", msg);
+    c->taint = true;
 }
 
 void hs_parse(const hs_source_t *src, hs_arena_t *arena, hs_diags_t *diags, bool keep_comments,
@@ -151,10 +153,15 @@ void hs_parse(const hs_source_t *src, hs_arena_t *arena, hs_diags_t *diags, bool
     hs_tok_t t;
     int code;
     while ((code = hs_lex(&lx, &t)) != 0) {
+        /* a lexical error inside an action taints it; the action is reduced (and
+         * reads the taint) no earlier than on the next token */
+        ctx.taint |= lx.taint;
+        lx.taint = false;
         hs_Parse(parser, code, t);
         ctx.prev_major = code;
         ctx.prev_tok = t;
     }
+    ctx.taint |= lx.taint;
     memset(&t, 0, sizeof(t));
     t.off = src->len;
     hs_Parse(parser, 0, t);

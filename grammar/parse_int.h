@@ -23,6 +23,7 @@ typedef struct hs_lexer {
     bool in_block;       /* the previous non-blank line belonged to an action */
     bool after_ws;       /* whitespace came just before the current position */
     bool in_list;        /* the value so far is `'a', ...`: a comma goes on with it */
+    bool taint;          /* an error inside the current action: do not validate it */
     int pending;         /* a token to return before lexing on (0: none) */
     hs_tok_t pending_tok;
     uint32_t list_open;  /* offset of the '[' of the list being lexed */
@@ -51,6 +52,7 @@ typedef struct hs_pctx {
     /* the result */
     hs_action_t *actions;
     size_t nactions, capactions;
+    bool taint;          /* the current action had a lexical or syntax error */
     int prev_major;      /* the last token handed to the parser, for error messages */
     hs_tok_t prev_tok;
 } hs_pctx_t;

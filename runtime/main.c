@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "actions/actions.h"
@@ -124,12 +125,29 @@ static char *format_to_string(const hs_doc_t *doc, size_t *len)
     return buf;
 }
 
-static int write_file_atomic(const char *path, const char *data, size_t len)
+/* Replaces the file (the target, when `path` is a symlink) through a temporary
+ * file and rename, keeping its mode so an executable playbook stays executable. */
+static int write_file_atomic(const char *given, const char *data, size_t len)
 {
+    char *path = realpath(given, NULL);
+    if (!path) {
+        fprintf(stderr, "hero: cannot resolve '%s': %s\n", given, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    mode_t mode = stat(path, &st) == 0 ? st.st_mode & 07777 : 0644;
     char *tmp = hero_xasprintf("%s.hero-fmt.XXXXXX", path);
+    free(path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        fprintf(stderr, "hero: cannot write next to '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "hero: cannot write next to '%s': %s\n", given, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    if (fchmod(fd, mode) < 0) {
+        fprintf(stderr, "hero: cannot set the mode of '%s': %s\n", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
         free(tmp);
         return -1;
     }
@@ -147,8 +165,16 @@ static int write_file_atomic(const char *path, const char *data, size_t len)
         }
         off += (size_t)w;
     }
-    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
-        fprintf(stderr, "hero: cannot replace '%s': %s\n", path, strerror(errno));
+    char *dest = hero_xstrndup(tmp, strlen(tmp) - strlen(".hero-fmt.XXXXXX"));
+    int rc = fsync(fd);
+    if (close(fd) < 0)
+        rc = -1;
+    if (rc == 0)
+        rc = rename(tmp, dest);
+    int e = errno;
+    free(dest);
+    if (rc < 0) {
+        fprintf(stderr, "hero: cannot replace '%s': %s\n", given, strerror(e));
         unlink(tmp);
         free(tmp);
         return -1;

@@ -86,7 +86,8 @@ static void node_resources(plan_t *p, node_t *nd, const char **current_instance)
     if (def->flags & HERO_ACT_INSTANCE) {
         char *inst = hero_arg_str(a, "heropods");
         nd->instance = inst ? plan_string(p, inst) : *current_instance;
-        add_res(nd, hero_xasprintf("instance:%s", nd->instance), false);
+        add_res(nd, hero_xasprintf("instance:%s", nd->instance),
+                (def->flags & HERO_ACT_INSTANCE_EXCL) != 0);
     }
     for (size_t k = 0; k < def->nparams; k++) {
         const hero_param_def_t *pd = &def->params[k];

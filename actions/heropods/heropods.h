@@ -7,5 +7,6 @@
 
 void hero_heropods_check_new(const hs_action_t *a, hs_diags_t *d);
 void hero_heropods_check_exec(const hs_action_t *a, hs_diags_t *d);
+void hero_heropods_check_configure(const hs_action_t *a, hs_diags_t *d);
 
 #endif
