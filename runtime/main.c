@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "actions/actions.h"
+#include "actions/heropods/heropods.h"
 #include "grammar/heroscript.h"
 #include "runtime/sched.h"
 
@@ -110,6 +111,7 @@ static int cmd_run(int argc, char **argv)
         hero_plan_print(stdout, pb);
     else if (!check)
         rc = hero_run(pb, &ro);
+    hero_heropods_shutdown();
     hs_playbook_free(pb);
     return rc;
 }

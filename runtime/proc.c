@@ -252,11 +252,11 @@ static void hero_proc_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf
 /* ---- spawn ---- */
 
 static void hero_proc_stdio(hero_proc_t *p, hero_proc_capture_t *c, bool inherit, int fd,
-                            uv_stdio_container_t *sc)
+                            int to_fd, uv_stdio_container_t *sc)
 {
-    if (inherit) {
+    if (inherit || to_fd > 0) {
         sc->flags = UV_INHERIT_FD;
-        sc->data.fd = fd;
+        sc->data.fd = to_fd > 0 ? to_fd : fd;
         c->done = true;
         return;
     }
@@ -308,8 +308,8 @@ int hero_proc_spawn(uv_loop_t *loop, const hero_proc_opts_t *opts, hero_proc_cb 
 
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null for it */
-    hero_proc_stdio(p, &p->out, opts->inherit_stdout, 1, &stdio[1]);
-    hero_proc_stdio(p, &p->err, opts->inherit_stderr, 2, &stdio[2]);
+    hero_proc_stdio(p, &p->out, opts->inherit_stdout, 1, opts->stdout_fd, &stdio[1]);
+    hero_proc_stdio(p, &p->err, opts->inherit_stderr, 2, opts->stderr_fd, &stdio[2]);
 
     /* libuv's option struct is not const-qualified but does not modify the arrays. */
     uv_process_options_t o = {

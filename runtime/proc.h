@@ -41,6 +41,9 @@ typedef struct hero_proc_opts {
     size_t capture_cap;        /* per stream; 0: 1 MiB */
     bool inherit_stdout;       /* pass hero's stdout/stderr through instead of capturing */
     bool inherit_stderr;
+    int stdout_fd;             /* > 0: the child writes its stdout to this fd of hero's (a log
+                                  file) instead; 0: capture or inherit as above */
+    int stderr_fd;
     uint64_t timeout_ms;       /* 0: none */
     uint64_t kill_grace_ms;    /* after SIGTERM; 0: 2000 */
 } hero_proc_opts_t;

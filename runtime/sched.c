@@ -195,6 +195,7 @@ static void plan_free(plan_t *p)
         free(nd->res);
         free(nd->dependents);
         free(nd->task.out);
+        free(nd->task.errout);
         hero_error_clear(&nd->task.err);
     }
     free(p->nodes);
@@ -244,6 +245,16 @@ void hero_task_write(hero_task_t *t, const char *data, size_t len)
     t->out_len += len;
 }
 
+void hero_task_write_err(hero_task_t *t, const char *data, size_t len)
+{
+    if (t->errout_len + len + 1 > t->errout_cap) {
+        t->errout_cap = (t->errout_len + len + 1) * 2;
+        t->errout = hero_xrealloc(t->errout, t->errout_cap);
+    }
+    memcpy(t->errout + t->errout_len, data, len);
+    t->errout_len += len;
+}
+
 void hero_task_printf(hero_task_t *t, const char *fmt, ...)
 {
     va_list ap;
@@ -285,6 +296,8 @@ static void flush_in_order(hero_sched_t *s, bool all)
             fflush(stdout);
             write_all(STDOUT_FILENO, nd->task.out, nd->task.out_len);
         }
+        if (nd->task.errout_len)
+            write_all(STDERR_FILENO, nd->task.errout, nd->task.errout_len);
         if (nd->state == ST_FAILED)
             report_failure(s, nd);
         if (s->opts->verbosity > 0 && nd->state >= ST_DONE) {

@@ -27,8 +27,8 @@ typedef struct hero_task {
      * it still calls hero_task_done. */
     void (*cancel)(struct hero_task *t);
     /* private to the scheduler */
-    char *out;
-    size_t out_len, out_cap;
+    char *out, *errout;
+    size_t out_len, out_cap, errout_len, errout_cap;
     int status;
     hero_error_t err;
     uint64_t started_ns, ended_ns;
@@ -36,6 +36,8 @@ typedef struct hero_task {
 
 /* Appends to the action's output (printed to stdout, in file order). */
 void hero_task_write(hero_task_t *t, const char *data, size_t len);
+/* The same for what goes to stderr (a command's error output), also in file order. */
+void hero_task_write_err(hero_task_t *t, const char *data, size_t len);
 void hero_task_printf(hero_task_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Ends the action: rc 0 success; rc < 0 failure with `err` (its message is taken
  * over and err cleared). Must be called exactly once, from the loop thread. */

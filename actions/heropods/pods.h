@@ -1,0 +1,106 @@
+/* Private to actions/heropods/: instances and their stores, where a container's
+ * pieces live on the host, crun, the container's root, and teardown. */
+#ifndef HERO_PODS_H
+#define HERO_PODS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "runtime/error.h"
+#include "runtime/proc.h"
+#include "runtime/store.h"
+
+/* ---- instances (instance.c) ---- */
+typedef struct hero_pods_instance {
+    char *name;
+    char *base_dir;
+    hero_store_t *store;     /* shared by every instance of the same base dir */
+    char **dns_servers;      /* NULL-terminated */
+} hero_pods_instance_t;
+
+/* The instance for an action: configured earlier in this run, or found in the
+ * store of the default base dir ($HERO_BASE_DIR, else /var/lib/hero), or, for
+ * "default", created there with default settings. */
+int hero_pods_instance_get(const char *name, hero_pods_instance_t **out, hero_error_t *err);
+/* The default base dir (not owned). */
+const char *hero_pods_default_base_dir(void);
+/* Opens (once per process) the store of a base dir. */
+int hero_pods_store(const char *base_dir, hero_store_t **out, hero_error_t *err);
+
+/* ---- paths (paths.c); all returned strings are the caller's to free ---- */
+char *hero_pods_ctr_dir(const hero_pods_instance_t *in, int64_t id);  /* <base>/containers/<id> */
+char *hero_pods_crun_root(const hero_pods_instance_t *in);            /* <base>/crun */
+char *hero_pods_crun_id(int64_t id);                                  /* hero-<id> */
+/* hero-init beside the hero binary (build tree) or in ../libexec/hero (installed);
+ * $HERO_INIT overrides. NULL with err when it is nowhere. */
+char *hero_pods_init_path(hero_error_t *err);
+
+/* ---- crun (crun.c) ---- */
+/* The result of one crun command: status 0, or err filled with crun's own message
+ * (and, for crun's "cgroups in hybrid mode" refusal, the fix). */
+typedef void (*hero_crun_cb)(const hero_proc_result_t *r, hero_error_t *err, void *data);
+
+typedef struct hero_crun_opts {
+    int stdout_fd, stderr_fd;  /* > 0: the container's output goes there (create) */
+    uint64_t timeout_ms;       /* 0: none */
+    const char *log_path;      /* crun --log: where crun writes its own errors, or NULL */
+    size_t capture_cap;        /* 0: 64 KiB */
+} hero_crun_opts_t;
+
+/* Runs `crun --root <instance's root> ARGS...`. */
+int hero_crun(uv_loop_t *loop, const hero_pods_instance_t *in, const char *const *args,
+              const hero_crun_opts_t *o, hero_crun_cb cb, void *data, hero_proc_t **proc,
+              hero_error_t *err);
+/* Adds the fix to crun's cgroup message, when that is the message. */
+void hero_crun_explain(hero_error_t *err);
+
+/* ---- a container's root and files on the host (rootfs.c) ---- */
+/* Records and creates <ctr dir> with upper/, work/, rootfs/, run/, etc/. */
+int hero_pods_ctr_dirs(const hero_pods_instance_t *in, int64_t id, hero_error_t *err);
+/* Records and mounts the overlay (lower: image rootfs) on <ctr dir>/rootfs, unless
+ * it is mounted already. */
+int hero_pods_mount_root(const hero_pods_instance_t *in, int64_t id, const char *image_rootfs,
+                         hero_error_t *err);
+/* Unmounts <ctr dir>/rootfs (if mounted) and forgets the mount. */
+int hero_pods_umount_root(const hero_pods_instance_t *in, int64_t id, hero_error_t *err);
+/* Writes <ctr dir>/etc/{hostname,hosts,resolv.conf}. */
+int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *hostname,
+                        hero_error_t *err);
+/* Clears <ctr dir>/run (hero-init's status from an earlier start). */
+int hero_pods_clear_run(const hero_pods_instance_t *in, int64_t id, hero_error_t *err);
+/* Removes a directory tree (no error when it is already gone). */
+int hero_pods_rmtree(const char *path, hero_error_t *err);
+
+/* ---- the container's network namespace (netns.c) ---- */
+/* Brings up `lo` in the network namespace of pid, over netlink. */
+int hero_pods_loopback_up(int pid, hero_error_t *err);
+
+/* ---- hero-init's status (status.c) ---- */
+typedef enum {
+    HERO_INIT_NONE,        /* nothing written yet */
+    HERO_INIT_STARTED,     /* the entrypoint runs */
+    HERO_INIT_EXITED,      /* code */
+    HERO_INIT_SIGNALED,    /* code = signal */
+    HERO_INIT_EXEC_FAILED, /* code = errno; text = message */
+    HERO_INIT_FAILED,      /* hero-init itself failed; text */
+} hero_init_state_t;
+
+typedef struct hero_init_status {
+    hero_init_state_t state;
+    int code;
+    char text[256];
+} hero_init_status_t;
+
+/* Reads <run dir>/status, else <run dir>/started. */
+void hero_pods_read_status(const char *run_dir, hero_init_status_t *st);
+
+/* ---- teardown (teardown.c) ---- */
+/* Removes everything recorded for a container on the host, newest first: crun
+ * container (delete -f), mounts, directories; then, when `forget`, its store row.
+ * Safe to run again after a crash half way. */
+typedef void (*hero_pods_done_cb)(int rc, hero_error_t *err, void *data);
+void hero_pods_teardown(uv_loop_t *loop, hero_pods_instance_t *in, int64_t id, bool forget,
+                        hero_pods_done_cb cb, void *data);
+
+#endif

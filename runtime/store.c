@@ -1,0 +1,631 @@
+/* The state store on SQLite (see store.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <sqlite3.h>
+
+#include "runtime/store.h"
+
+struct hero_store {
+    sqlite3 *db;
+    char *base_dir;
+    int depth;   /* explicit transaction open */
+};
+
+/* Each entry moves the schema one version up; never edit one that has shipped. */
+static const char *const migrations[] = {
+    /* 1 */
+    "CREATE TABLE instances("
+    "  name TEXT PRIMARY KEY, settings TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE containers("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  instance TEXT NOT NULL, name TEXT NOT NULL, image TEXT NOT NULL,"
+    "  spec TEXT NOT NULL, spec_hash TEXT NOT NULL, state TEXT NOT NULL,"
+    "  pid INTEGER NOT NULL DEFAULT 0, exit_code INTEGER NOT NULL DEFAULT -1,"
+    "  exit_signal INTEGER NOT NULL DEFAULT 0,"
+    "  created INTEGER NOT NULL, started INTEGER NOT NULL DEFAULT 0,"
+    "  finished INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE(instance, name));"
+    "CREATE TABLE images("
+    "  name TEXT PRIMARY KEY, ref TEXT, digest TEXT, rootfs TEXT NOT NULL,"
+    "  config TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+    "CREATE TABLE host_objects("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, container_id INTEGER NOT NULL,"
+    "  kind INTEGER NOT NULL, ref TEXT NOT NULL, created INTEGER NOT NULL,"
+    "  UNIQUE(container_id, kind, ref));"
+    "CREATE TABLE leases("
+    "  instance TEXT NOT NULL, addr TEXT NOT NULL, container_id INTEGER NOT NULL,"
+    "  PRIMARY KEY(instance, addr));",
+};
+
+static int db_error(hero_store_t *s, hero_error_t *err, const char *what)
+{
+    int ext = sqlite3_extended_errcode(s->db);
+    int code = (ext & 0xff) == SQLITE_CONSTRAINT ? EEXIST
+               : (ext & 0xff) == SQLITE_BUSY   ? EBUSY
+                                               : EIO;
+    hero_error_set(err, 0, "state store (%s/hero.db): %s: %s", s->base_dir, what,
+                   sqlite3_errmsg(s->db));
+    if (err)
+        err->code = code;
+    return -1;
+}
+
+static int exec_sql(hero_store_t *s, const char *sql, hero_error_t *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        hero_error_set(err, 0, "state store (%s/hero.db): %s", s->base_dir,
+                       msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *path, hero_error_t *err)
+{
+    char *p = hero_xstrdup(path);
+    for (char *c = p + 1;; c++) {
+        if (*c == '/' || *c == 0) {
+            char saved = *c;
+            *c = 0;
+            if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+                int e = errno;
+                hero_error_set(err, e, "cannot create '%s'", p);
+                free(p);
+                return -1;
+            }
+            *c = saved;
+            if (!saved)
+                break;
+        }
+    }
+    free(p);
+    return 0;
+}
+
+int hero_store_schema_version(hero_store_t *s)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(hero_store_t *s, hero_error_t *err)
+{
+    /* Serialised by the write lock, so two hero processes never both migrate. */
+    if (exec_sql(s, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    int v = hero_store_schema_version(s);
+    int n = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    if (v > n) {
+        exec_sql(s, "ROLLBACK", NULL);
+        return hero_error_set(err, 0,
+                              "state store %s/hero.db has schema version %d; this hero knows "
+                              "up to %d: use a newer hero",
+                              s->base_dir, v, n);
+    }
+    for (; v < n; v++) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d", v + 1);
+        if (exec_sql(s, migrations[v], err) < 0 || exec_sql(s, pragma, err) < 0) {
+            exec_sql(s, "ROLLBACK", NULL);
+            return hero_error_wrap(err, "migrating to schema version %d", v + 1);
+        }
+    }
+    return exec_sql(s, "COMMIT", err);
+}
+
+int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
+{
+    if (mkdir_p(base_dir, err) < 0)
+        return -1;
+    hero_store_t *s = hero_xcalloc(1, sizeof(*s));
+    s->base_dir = hero_xstrdup(base_dir);
+    char *path = hero_xasprintf("%s/hero.db", base_dir);
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    free(path);
+    if (rc != SQLITE_OK) {
+        hero_error_set(err, 0, "cannot open the state store %s/hero.db: %s", base_dir,
+                       s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        hero_store_close(s);
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    /* Switching a new database to WAL takes a lock that the busy handler does not
+     * wait for; when processes open a fresh store at once, retry for a while. */
+    int tries = 0;
+    hero_error_t e = HERO_ERROR_INIT;
+    while (exec_sql(s, "PRAGMA journal_mode=WAL", &e) < 0 &&
+           sqlite3_errcode(s->db) == SQLITE_BUSY && tries++ < 200) {
+        hero_error_clear(&e);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (e.msg) {
+        if (err)
+            *err = e;
+        else
+            hero_error_clear(&e);
+        hero_store_close(s);
+        return -1;
+    }
+    if (exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", err) < 0 ||
+        migrate(s, err) < 0) {
+        hero_store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void hero_store_close(hero_store_t *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s->base_dir);
+    free(s);
+}
+
+const char *hero_store_base_dir(const hero_store_t *s)
+{
+    return s->base_dir;
+}
+
+int hero_store_begin(hero_store_t *s, hero_error_t *err)
+{
+    if (exec_sql(s, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    s->depth = 1;
+    return 0;
+}
+
+int hero_store_commit(hero_store_t *s, hero_error_t *err)
+{
+    s->depth = 0;
+    return exec_sql(s, "COMMIT", err);
+}
+
+void hero_store_rollback(hero_store_t *s)
+{
+    s->depth = 0;
+    exec_sql(s, "ROLLBACK", NULL);
+}
+
+/* ---- statement helpers ---- */
+static sqlite3_stmt *prep(hero_store_t *s, const char *sql, hero_error_t *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        db_error(s, err, "prepare");
+        return NULL;
+    }
+    return st;
+}
+
+static char *col_str(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? hero_xstrdup((const char *)t) : NULL;
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Runs a statement that returns no rows. */
+static int run_done(hero_store_t *s, sqlite3_stmt *st, const char *what, hero_error_t *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_error(s, err, what);
+    return 0;
+}
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* ---- instances ---- */
+int hero_store_instance_get(hero_store_t *s, const char *name, char **settings, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "SELECT settings FROM instances WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *settings = col_str(st, 0);
+        sqlite3_finalize(st);
+        return 0;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading an instance");
+}
+
+int hero_store_instance_put(hero_store_t *s, const char *name, const char *settings,
+                            hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "INSERT INTO instances(name, settings, created) VALUES(?,?,?) "
+                            "ON CONFLICT(name) DO UPDATE SET settings=excluded.settings",
+                            err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    bind_str(st, 2, settings);
+    sqlite3_bind_int64(st, 3, now_s());
+    return run_done(s, st, "saving an instance", err);
+}
+
+int hero_store_instance_delete(hero_store_t *s, const char *name, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM instances WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    return run_done(s, st, "deleting an instance", err);
+}
+
+/* ---- containers ---- */
+#define CONTAINER_COLS                                                                      \
+    "id, instance, name, image, spec, spec_hash, state, pid, exit_code, exit_signal, "     \
+    "created, started, finished"
+
+static void read_container(sqlite3_stmt *st, hero_container_rec_t *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->instance = col_str(st, 1);
+    r->name = col_str(st, 2);
+    r->image = col_str(st, 3);
+    r->spec = col_str(st, 4);
+    r->spec_hash = col_str(st, 5);
+    r->state = col_str(st, 6);
+    r->pid = sqlite3_column_int64(st, 7);
+    r->exit_code = sqlite3_column_int64(st, 8);
+    r->exit_signal = sqlite3_column_int64(st, 9);
+    r->created = sqlite3_column_int64(st, 10);
+    r->started = sqlite3_column_int64(st, 11);
+    r->finished = sqlite3_column_int64(st, 12);
+}
+
+void hero_container_rec_free(hero_container_rec_t *r)
+{
+    if (!r)
+        return;
+    free(r->instance);
+    free(r->name);
+    free(r->image);
+    free(r->spec);
+    free(r->spec_hash);
+    free(r->state);
+    memset(r, 0, sizeof(*r));
+}
+
+static int container_one(hero_store_t *s, sqlite3_stmt *st, hero_container_rec_t *out,
+                         hero_error_t *err)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_container(st, out);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading a container");
+}
+
+int hero_store_container_get(hero_store_t *s, const char *instance, const char *name,
+                             hero_container_rec_t *out, hero_error_t *err)
+{
+    sqlite3_stmt *st =
+        prep(s, "SELECT " CONTAINER_COLS " FROM containers WHERE instance=? AND name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, instance);
+    bind_str(st, 2, name);
+    return container_one(s, st, out, err);
+}
+
+int hero_store_container_get_id(hero_store_t *s, int64_t id, hero_container_rec_t *out,
+                                hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "SELECT " CONTAINER_COLS " FROM containers WHERE id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    return container_one(s, st, out, err);
+}
+
+int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "INSERT INTO containers(instance, name, image, spec, spec_hash, "
+                            "state, created) VALUES(?,?,?,?,?,?,?)",
+                            err);
+    if (!st)
+        return -1;
+    r->created = now_s();
+    bind_str(st, 1, r->instance);
+    bind_str(st, 2, r->name);
+    bind_str(st, 3, r->image);
+    bind_str(st, 4, r->spec);
+    bind_str(st, 5, r->spec_hash);
+    bind_str(st, 6, r->state ? r->state : "created");
+    sqlite3_bind_int64(st, 7, r->created);
+    if (run_done(s, st, "saving a container", err) < 0)
+        return -1;
+    r->id = sqlite3_last_insert_rowid(s->db);
+    r->exit_code = -1;
+    return 0;
+}
+
+int hero_store_container_set_state(hero_store_t *s, int64_t id, const char *state, int64_t pid,
+                                   int64_t exit_code, int64_t exit_signal, hero_error_t *err)
+{
+    /* started/finished move with the state: running starts, anything else after
+     * running finishes */
+    sqlite3_stmt *st = prep(s,
+                            "UPDATE containers SET state=?1, pid=?2, exit_code=?3, "
+                            "exit_signal=?4, "
+                            "started=CASE WHEN ?1='running' AND state<>'running' THEN ?5 "
+                            "ELSE started END, "
+                            "finished=CASE WHEN ?1<>'running' AND state='running' THEN ?5 "
+                            "ELSE finished END WHERE id=?6",
+                            err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, state);
+    sqlite3_bind_int64(st, 2, pid);
+    sqlite3_bind_int64(st, 3, exit_code);
+    sqlite3_bind_int64(st, 4, exit_signal);
+    sqlite3_bind_int64(st, 5, now_s());
+    sqlite3_bind_int64(st, 6, id);
+    return run_done(s, st, "updating a container", err);
+}
+
+int hero_store_container_delete(hero_store_t *s, int64_t id, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM containers WHERE id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    if (run_done(s, st, "deleting a container", err) < 0)
+        return -1;
+    st = prep(s, "DELETE FROM leases WHERE container_id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    return run_done(s, st, "deleting a container's leases", err);
+}
+
+int hero_store_container_list(hero_store_t *s, const char *instance, hero_container_rec_t **v,
+                              size_t *n, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            instance ? "SELECT " CONTAINER_COLS
+                                       " FROM containers WHERE instance=? ORDER BY name"
+                                     : "SELECT " CONTAINER_COLS
+                                       " FROM containers ORDER BY instance, name",
+                            err);
+    if (!st)
+        return -1;
+    if (instance)
+        bind_str(st, 1, instance);
+    *v = NULL;
+    *n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *v = hero_xrealloc(*v, (*n + 1) * sizeof(**v));
+        read_container(st, &(*v)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        hero_container_recs_free(*v, *n);
+        *v = NULL;
+        *n = 0;
+        return db_error(s, err, "listing containers");
+    }
+    return 0;
+}
+
+void hero_container_recs_free(hero_container_rec_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hero_container_rec_free(&v[i]);
+    free(v);
+}
+
+/* ---- images ---- */
+void hero_image_rec_free(hero_image_rec_t *r)
+{
+    if (!r)
+        return;
+    free(r->name);
+    free(r->ref);
+    free(r->digest);
+    free(r->rootfs);
+    free(r->config);
+    memset(r, 0, sizeof(*r));
+}
+
+static void read_image(sqlite3_stmt *st, hero_image_rec_t *r)
+{
+    r->name = col_str(st, 0);
+    r->ref = col_str(st, 1);
+    r->digest = col_str(st, 2);
+    r->rootfs = col_str(st, 3);
+    r->config = col_str(st, 4);
+    r->size = sqlite3_column_int64(st, 5);
+    r->created = sqlite3_column_int64(st, 6);
+}
+
+int hero_store_image_get(hero_store_t *s, const char *name, hero_image_rec_t *out,
+                         hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(
+        s, "SELECT name, ref, digest, rootfs, config, size, created FROM images WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        read_image(st, out);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading an image");
+}
+
+int hero_store_image_put(hero_store_t *s, const hero_image_rec_t *r, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "INSERT OR REPLACE INTO images(name, ref, digest, rootfs, config, "
+                            "size, created) VALUES(?,?,?,?,?,?,?)",
+                            err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, r->name);
+    bind_str(st, 2, r->ref);
+    bind_str(st, 3, r->digest);
+    bind_str(st, 4, r->rootfs);
+    bind_str(st, 5, r->config);
+    sqlite3_bind_int64(st, 6, r->size);
+    sqlite3_bind_int64(st, 7, r->created ? r->created : now_s());
+    return run_done(s, st, "saving an image", err);
+}
+
+int hero_store_image_delete(hero_store_t *s, const char *name, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM images WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    return run_done(s, st, "deleting an image", err);
+}
+
+int hero_store_image_list(hero_store_t *s, hero_image_rec_t **v, size_t *n, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(
+        s, "SELECT name, ref, digest, rootfs, config, size, created FROM images ORDER BY name",
+        err);
+    if (!st)
+        return -1;
+    *v = NULL;
+    *n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *v = hero_xrealloc(*v, (*n + 1) * sizeof(**v));
+        read_image(st, &(*v)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        hero_image_recs_free(*v, *n);
+        *v = NULL;
+        *n = 0;
+        return db_error(s, err, "listing images");
+    }
+    return 0;
+}
+
+void hero_image_recs_free(hero_image_rec_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hero_image_rec_free(&v[i]);
+    free(v);
+}
+
+int hero_store_image_users(hero_store_t *s, const char *name, int64_t *count, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "SELECT count(*) FROM containers WHERE image=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    int rc = sqlite3_step(st);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : db_error(s, err, "counting an image's users");
+}
+
+/* ---- host objects ---- */
+int hero_store_hostobj_add(hero_store_t *s, int64_t container_id, hero_obj_kind_t kind,
+                           const char *ref, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "INSERT OR IGNORE INTO host_objects(container_id, kind, ref, created) "
+                            "VALUES(?,?,?,?)",
+                            err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    sqlite3_bind_int(st, 2, (int)kind);
+    bind_str(st, 3, ref);
+    sqlite3_bind_int64(st, 4, now_s());
+    return run_done(s, st, "recording a host object", err);
+}
+
+int hero_store_hostobj_del(hero_store_t *s, int64_t container_id, hero_obj_kind_t kind,
+                           const char *ref, hero_error_t *err)
+{
+    sqlite3_stmt *st =
+        prep(s, "DELETE FROM host_objects WHERE container_id=? AND kind=? AND ref=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    sqlite3_bind_int(st, 2, (int)kind);
+    bind_str(st, 3, ref);
+    return run_done(s, st, "forgetting a host object", err);
+}
+
+int hero_store_hostobj_list(hero_store_t *s, int64_t container_id, hero_hostobj_t **v, size_t *n,
+                            hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "SELECT id, container_id, kind, ref FROM host_objects "
+                            "WHERE container_id=? ORDER BY id DESC",
+                            err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    *v = NULL;
+    *n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *v = hero_xrealloc(*v, (*n + 1) * sizeof(**v));
+        hero_hostobj_t *o = &(*v)[(*n)++];
+        o->id = sqlite3_column_int64(st, 0);
+        o->container_id = sqlite3_column_int64(st, 1);
+        o->kind = (hero_obj_kind_t)sqlite3_column_int(st, 2);
+        o->ref = col_str(st, 3);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        hero_hostobjs_free(*v, *n);
+        *v = NULL;
+        *n = 0;
+        return db_error(s, err, "listing host objects");
+    }
+    return 0;
+}
+
+void hero_hostobjs_free(hero_hostobj_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].ref);
+    free(v);
+}
