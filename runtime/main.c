@@ -21,6 +21,8 @@ static const char usage_text[] =
     "       hero actions [--roff]\n"
     "       hero help ACTION\n"
     "       hero dump FILE...             print each action as hero reads it\n"
+    "       hero pods COMMAND ...         containers and images: ps, inspect, logs, exec,\n"
+    "                                     stats, start, stop, rm, images (see hero-pods(1))\n"
     "       hero --version | --help\n"
     "\n"
     "run options:\n"
@@ -289,6 +291,8 @@ int main(int argc, char **argv)
         return cmd_fmt(argc - 1, argv + 1);
     if (!strcmp(cmd, "dump"))
         return cmd_dump(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pods"))
+        return hero_heropods_cli(argc - 1, argv + 1);
     if (!strcmp(cmd, "actions")) {
         if (argc > 2 && !strcmp(argv[2], "--roff"))
             hero_actions_roff(stdout);

@@ -14,6 +14,9 @@ int hero_heropods_exec_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_stop_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_delete_start(struct hero_task *t, hero_error_t *err);
 
+/* `hero pods ARGS...` (argv[0] is "pods"); returns the exit code. */
+int hero_heropods_cli(int argc, char **argv);
+
 /* Closes this process's stores; called once when hero is done. */
 void hero_heropods_shutdown(void);
 
