@@ -24,9 +24,30 @@ setup() {
   done
 }
 
-@test "the offline example (make demo) runs" {
-  run "$HERO" run "$EX/hello.heroscript"
+@test "the runner example (core actions only) runs without root" {
+  run "$HERO" run "$EX/runner.heroscript"
   echo "$output"
   [ "$status" -eq 0 ]
   [[ "$output" == "hello, world"* ]]
+}
+
+@test "the offline example (make demo) runs, and leaves nothing behind" {
+  [ "$(id -u)" = 0 ] || skip "containers need root"
+  command -v crun >/dev/null || skip "crun is not installed"
+  base=$(mktemp -d)
+  HERO_BASE_DIR=$base run "$HERO" run "$EX/hello.heroscript"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  [[ "$output" == "hello from a container: hello"* ]]
+  [[ "$output" == *"pid 1 is .hero-init"* ]]
+  [ -z "$(crun --root "$base/crun" list -q)" ]
+  ! grep -q " $base" /proc/self/mountinfo
+  [ -z "$(ls -A "$base/containers")" ]
+  # twice in a row: it converges
+  HERO_BASE_DIR=$base run "$HERO" run "$EX/hello.heroscript"
+  [ "$status" -eq 0 ]
+  HERO_BASE_DIR=$base run "$HERO" run "$EX/lab.heroscript"
+  echo "$output"
+  [ "$status" -eq 0 ]
+  rm -rf "$base"
 }

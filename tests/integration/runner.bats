@@ -211,13 +211,15 @@ EOF
   [[ "$output" == *"sub/inc.heroscript:1:23: error: duration"* ]]
 }
 
-@test "heropods actions validate but do not run in this build: exit 1 with the reason" {
+@test "an action without a handler in this build validates, then fails with the reason" {
   pb a.heroscript <<'EOF'
-!!heropods.configure name:lab
+!!heropods.image_pull name:img ref:'docker.io/library/alpine:3.20'
 EOF
+  run "$HERO" run --check "$T/a.heroscript"
+  [ "$status" -eq 0 ]
   run "$HERO" run "$T/a.heroscript"
   [ "$status" -eq 1 ]
-  [[ "$output" == *"heropods.configure is not implemented in this build"* ]]
+  [[ "$output" == *"heropods.image_pull is not implemented in this build"* ]]
 }
 
 @test "usage errors exit 2" {
