@@ -25,6 +25,7 @@ enum { QUICK_DEATH_MS = 50 };
 
 typedef struct op op_t;
 typedef void (*op_step)(op_t *op);
+typedef void (*op_exit_cb)(op_t *op);
 
 /* One running container action. Owned by itself: freed in op_end once every handle
  * it opened is closed. */
@@ -40,6 +41,8 @@ struct op {
     /* waiting on the container's init */
     int pidfd;
     uv_poll_t *pidpoll;
+    uv_timer_t *pidtimer;   /* instead of pidpoll where pidfd_open is missing */
+    op_exit_cb exit_cb;
     uv_fs_event_t *fsev;
     uv_timer_t *timer;
     int open_handles;
@@ -91,6 +94,10 @@ static void close_watchers(op_t *op)
     if (op->pidpoll) {
         uv_close((uv_handle_t *)op->pidpoll, handle_closed);
         op->pidpoll = NULL;
+    }
+    if (op->pidtimer) {
+        uv_close((uv_handle_t *)op->pidtimer, handle_closed);
+        op->pidtimer = NULL;
     }
     if (op->fsev) {
         uv_close((uv_handle_t *)op->fsev, handle_closed);
@@ -312,9 +319,48 @@ static void start_timer(op_t *op, uint64_t ms, uv_timer_cb cb)
     uv_timer_start(op->timer, cb, ms, 0);
 }
 
-/* Watches init's exit (pidfd) and hero-init's status dir; `on_event` runs for
- * either (and may run more than once). */
-static int watch_init(op_t *op, uv_poll_cb on_exit, uv_fs_event_cb on_file, hero_error_t *err)
+static void pid_readable(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    op_t *op = h->data;
+    uv_poll_stop(h);
+    op->exit_cb(op);
+}
+
+/* gone, or a zombie nobody reaps yet (the container's init is not hero's child) */
+static bool pid_gone(int64_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    return !rp || rp[1] == 0 || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+static void pid_tick(uv_timer_t *h)
+{
+    op_t *op = h->data;
+    if (pid_gone(op->pid)) {
+        uv_timer_stop(h);
+        op->exit_cb(op);
+    }
+}
+
+static bool watching_exit(const op_t *op)
+{
+    return op->pidpoll || op->pidtimer;
+}
+
+/* Watches init's exit (a pidfd on the loop; where the kernel or a tool such as
+ * valgrind lacks pidfd_open, a 20 ms check of /proc) and hero-init's status dir.
+ * Returns 1 when init is already gone. */
+static int watch_init(op_t *op, op_exit_cb on_exit, uv_fs_event_cb on_file, hero_error_t *err)
 {
     if (on_file && !op->fsev) {
         op->fsev = hero_xmalloc(sizeof(*op->fsev));
@@ -325,18 +371,26 @@ static int watch_init(op_t *op, uv_poll_cb on_exit, uv_fs_event_cb on_file, hero
         if (r < 0)
             return hero_error_set(err, 0, "cannot watch %s: %s", op->run_dir, uv_strerror(r));
     }
-    if (on_exit && !op->pidpoll && op->pid > 0) {
+    if (on_exit && !watching_exit(op) && op->pid > 0) {
+        op->exit_cb = on_exit;
         op->pidfd = pidfd_open_((int)op->pid);
-        if (op->pidfd < 0) {
-            if (errno == ESRCH)
-                return 1; /* already gone */
+        if (op->pidfd < 0 && errno == ESRCH)
+            return 1;
+        if (op->pidfd < 0 && errno != ENOSYS)
             return hero_error_set(err, errno, "pidfd_open(%lld)", (long long)op->pid);
+        if (op->pidfd < 0) {
+            op->pidtimer = hero_xmalloc(sizeof(*op->pidtimer));
+            uv_timer_init(op->t->loop, op->pidtimer);
+            op->pidtimer->data = op;
+            op->open_handles++;
+            uv_timer_start(op->pidtimer, pid_tick, 20, 20);
+            return pid_gone(op->pid) ? 1 : 0;
         }
         op->pidpoll = hero_xmalloc(sizeof(*op->pidpoll));
         uv_poll_init(op->t->loop, op->pidpoll, op->pidfd);
         op->pidpoll->data = op;
         op->open_handles++;
-        uv_poll_start(op->pidpoll, UV_READABLE, on_exit);
+        uv_poll_start(op->pidpoll, UV_READABLE, pid_readable);
     }
     return 0;
 }
@@ -633,11 +687,8 @@ static bool start_decide(op_t *op, bool init_gone)
     return false; /* too early: later events or the timer decide */
 }
 
-static void start_on_exit(uv_poll_t *h, int status, int events)
+static void start_on_exit(op_t *op)
 {
-    (void)status;
-    (void)events;
-    op_t *op = h->data;
     if (!op->settled)
         start_decide(op, true);
 }
@@ -899,12 +950,8 @@ static void stop_finish(op_t *op)
         op_end(op, -1, &e);
 }
 
-static void stop_on_exit(uv_poll_t *h, int status, int events)
+static void stop_on_exit(op_t *op)
 {
-    (void)status;
-    (void)events;
-    op_t *op = h->data;
-    uv_poll_stop(h);
     if (op->timer)
         uv_timer_stop(op->timer);
     stop_finish(op);
@@ -941,7 +988,7 @@ static void stop_killed(const hero_proc_result_t *r, hero_error_t *err, void *da
         op_end(op, -1, err);
         return;
     }
-    if (!op->pidpoll) {
+    if (!watching_exit(op)) {
         stop_finish(op);
         return;
     }
