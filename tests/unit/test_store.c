@@ -1,0 +1,181 @@
+/* The state store: migrations, records, host objects, and two processes at once. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/store.h"
+#include "tap.h"
+
+static char *base;
+
+static hero_store_t *open_or_die(void)
+{
+    hero_store_t *s = NULL;
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_store_open(base, &s, &e) < 0) {
+        printf("# %s\n", e.msg);
+        exit(1);
+    }
+    return s;
+}
+
+static void containers(hero_store_t *s)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_container_rec_t r = {0};
+    r.instance = "lab";
+    r.name = "web";
+    r.image = "embedded";
+    r.spec = "{\"name\":\"web\"}";
+    r.spec_hash = "abc";
+    TAP_OK(hero_store_container_insert(s, &r, &e) == 0 && r.id > 0, "insert a container");
+    int64_t id = r.id;
+    hero_container_rec_t dup = r;
+    TAP_OK(hero_store_container_insert(s, &dup, &e) < 0 && e.code == EEXIST,
+           "a second container of the same name is refused (EEXIST)");
+    hero_error_clear(&e);
+    hero_container_rec_t got = {0};
+    TAP_OK(hero_store_container_get(s, "lab", "web", &got, &e) == 0 && got.id == id &&
+               !strcmp(got.state, "created") && got.exit_code == -1 && got.created > 0,
+           "read it back by name");
+    hero_container_rec_free(&got);
+    TAP_OK(hero_store_container_get(s, "lab", "nope", &got, &e) == 1, "a missing one is 1");
+    TAP_OK(hero_store_container_get(s, "other", "web", &got, &e) == 1,
+           "names are per instance");
+    TAP_OK(hero_store_container_set_state(s, id, "running", 4242, -1, 0, &e) == 0,
+           "set running");
+    TAP_OK(hero_store_container_get_id(s, id, &got, &e) == 0 && got.pid == 4242 &&
+               got.started > 0 && got.finished == 0,
+           "running: pid and started recorded");
+    hero_container_rec_free(&got);
+    TAP_OK(hero_store_container_set_state(s, id, "exited", 0, 7, 0, &e) == 0, "set exited");
+    TAP_OK(hero_store_container_get_id(s, id, &got, &e) == 0 && got.exit_code == 7 &&
+               got.finished > 0 && got.pid == 0,
+           "exited: code and finished recorded");
+    hero_container_rec_free(&got);
+    hero_container_rec_t *v = NULL;
+    size_t n = 0;
+    TAP_OK(hero_store_container_list(s, "lab", &v, &n, &e) == 0 && n == 1 &&
+               !strcmp(v[0].name, "web"),
+           "list an instance's containers");
+    hero_container_recs_free(v, n);
+    int64_t users = -1;
+    TAP_OK(hero_store_image_users(s, "embedded", &users, &e) == 0 && users == 1,
+           "the image has one user");
+
+    /* host objects: recorded before they exist, listed newest first */
+    TAP_OK(hero_store_hostobj_add(s, id, HERO_OBJ_DIR, "/x/dir", &e) == 0 &&
+               hero_store_hostobj_add(s, id, HERO_OBJ_MOUNT, "/x/dir/rootfs", &e) == 0 &&
+               hero_store_hostobj_add(s, id, HERO_OBJ_CRUN, "hero-1", &e) == 0 &&
+               hero_store_hostobj_add(s, id, HERO_OBJ_CRUN, "hero-1", &e) == 0,
+           "record host objects (twice is a no-op)");
+    hero_hostobj_t *objs = NULL;
+    TAP_OK(hero_store_hostobj_list(s, id, &objs, &n, &e) == 0 && n == 3 &&
+               objs[0].kind == HERO_OBJ_CRUN && objs[2].kind == HERO_OBJ_DIR,
+           "host objects come newest first");
+    hero_hostobjs_free(objs, n);
+    TAP_OK(hero_store_hostobj_del(s, id, HERO_OBJ_CRUN, "hero-1", &e) == 0 &&
+               hero_store_hostobj_list(s, id, &objs, &n, &e) == 0 && n == 2,
+           "forget one");
+    hero_hostobjs_free(objs, n);
+    TAP_OK(hero_store_container_delete(s, id, &e) == 0 &&
+               hero_store_container_get_id(s, id, &got, &e) == 1,
+           "delete the container");
+}
+
+static void images_and_instances(hero_store_t *s)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_image_rec_t r = {.name = "embedded", .ref = "embedded", .digest = "sha256:00",
+                          .rootfs = "/x/rootfs", .config = "{}", .size = 123};
+    TAP_OK(hero_store_image_put(s, &r, &e) == 0, "put an image");
+    hero_image_rec_t got = {0};
+    TAP_OK(hero_store_image_get(s, "embedded", &got, &e) == 0 && got.size == 123 &&
+               !strcmp(got.rootfs, "/x/rootfs"),
+           "get it");
+    hero_image_rec_free(&got);
+    hero_image_rec_t *v = NULL;
+    size_t n = 0;
+    TAP_OK(hero_store_image_list(s, &v, &n, &e) == 0 && n == 1, "list images");
+    hero_image_recs_free(v, n);
+    char *settings = NULL;
+    TAP_OK(hero_store_instance_get(s, "lab", &settings, &e) == 1, "no instance yet");
+    TAP_OK(hero_store_instance_put(s, "lab", "{\"subnet\":\"10.1.0.0/24\"}", &e) == 0 &&
+               hero_store_instance_put(s, "lab", "{\"subnet\":\"10.2.0.0/24\"}", &e) == 0 &&
+               hero_store_instance_get(s, "lab", &settings, &e) == 0 &&
+               strstr(settings, "10.2.0.0"),
+           "an instance's settings are replaced");
+    free(settings);
+}
+
+/* Two processes insert containers at the same time: the unique constraint holds
+ * inside transactions, nobody sees "database is locked". */
+static void two_processes(void)
+{
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            hero_store_t *s = open_or_die();
+            int bad = 0;
+            for (int i = 0; i < 50; i++) {
+                hero_error_t e = HERO_ERROR_INIT;
+                char name[32];
+                snprintf(name, sizeof(name), "c%d", i);
+                hero_container_rec_t r = {.instance = "race", .name = name, .image = "x",
+                                          .spec = "{}", .spec_hash = "h"};
+                if (hero_store_container_insert(s, &r, &e) < 0 && e.code != EEXIST)
+                    bad++;
+                hero_error_clear(&e);
+            }
+            hero_store_close(s);
+            _exit(bad ? 1 : 0);
+        }
+    }
+    int ok = 1;
+    for (int k = 0; k < 2; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    TAP_OK(ok, "two processes insert at once without a lock error");
+    hero_store_t *s = open_or_die();
+    hero_container_rec_t *v = NULL;
+    size_t n = 0;
+    hero_error_t e = HERO_ERROR_INIT;
+    TAP_OK(hero_store_container_list(s, "race", &v, &n, &e) == 0 && n == 50,
+           "each name was taken exactly once");
+    hero_container_recs_free(v, n);
+    hero_store_close(s);
+}
+
+int main(void)
+{
+    char tmpl[] = "/tmp/hero-store-test.XXXXXX";
+    base = mkdtemp(tmpl);
+    char *sub = NULL;
+    if (asprintf(&sub, "%s/a/b", base) < 0)
+        return 1;
+    base = sub; /* the store makes missing directories */
+    hero_store_t *s = open_or_die();
+    TAP_OK(hero_store_schema_version(s) >= 1, "migrated to a schema version");
+    containers(s);
+    images_and_instances(s);
+    hero_store_close(s);
+    s = open_or_die();
+    TAP_OK(hero_store_schema_version(s) >= 1, "reopening does not migrate again");
+    hero_store_close(s);
+    two_processes();
+    char *cmd[] = {"rm", "-rf", tmpl, NULL};
+    pid_t p = fork();
+    if (p == 0) {
+        execvp("rm", cmd);
+        _exit(127);
+    }
+    waitpid(p, NULL, 0);
+    free(sub);
+    return tap_done();
+}
