@@ -39,7 +39,7 @@ DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
   libuv1-dev libcurl4-openssl-dev libyaml-dev libsqlite3-dev libjansson-dev \
   libarchive-dev libssl-dev libzstd-dev libmnl-dev libnftables-dev \
   crun busybox-static docker-registry umoci skopeo podman yggdrasil \
-  iproute2 nftables iptables bats man-db groff-base valgrind hyperfine
+  iproute2 nftables iptables bats man-db groff-base valgrind hyperfine sqlite3
 
 FUZZ_SECONDS ?= 60
 

@@ -12,6 +12,7 @@
 struct hero_store {
     sqlite3 *db;
     char *base_dir;
+    char uid[17];
     int depth;   /* explicit transaction open */
 };
 
@@ -39,6 +40,9 @@ static const char *const migrations[] = {
     "CREATE TABLE leases("
     "  instance TEXT NOT NULL, addr TEXT NOT NULL, container_id INTEGER NOT NULL,"
     "  PRIMARY KEY(instance, addr));",
+    /* 2: the store's own random id */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT INTO meta(key, value) VALUES('uid', lower(hex(randomblob(8))));",
 };
 
 static int db_error(hero_store_t *s, hero_error_t *err, const char *what)
@@ -164,8 +168,24 @@ int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
         hero_store_close(s);
         return -1;
     }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='uid'", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        snprintf(s->uid, sizeof(s->uid), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    if (!s->uid[0]) {
+        hero_error_set(err, 0, "state store %s/hero.db has no uid", base_dir);
+        hero_store_close(s);
+        return -1;
+    }
     *out = s;
     return 0;
+}
+
+const char *hero_store_uid(const hero_store_t *s)
+{
+    return s->uid;
 }
 
 void hero_store_close(hero_store_t *s)

@@ -21,6 +21,9 @@ typedef struct hero_store hero_store_t;
 int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err);
 void hero_store_close(hero_store_t *s);
 const char *hero_store_base_dir(const hero_store_t *s);
+/* A random id made with the store (16 hex digits): names hero gives host-wide
+ * objects (cgroups, interfaces) carry it, so two base dirs never collide. */
+const char *hero_store_uid(const hero_store_t *s);
 int hero_store_schema_version(hero_store_t *s);
 
 /* Explicit transactions (BEGIN IMMEDIATE), for several calls that must commit

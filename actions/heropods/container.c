@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -57,6 +58,7 @@ struct op {
     int64_t pid;
     uint64_t timeout_ms;
     int retries;
+    int64_t log_mark;       /* the log's size before crun create: what crun adds after is its */
     /* stop */
     bool killed;
     op_step after_stop;     /* delete runs a stop first */
@@ -444,13 +446,16 @@ int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
     json_decref(j);
     op->have_spec = true;
     /* running already (and really: its init is alive)? then there is nothing to do */
-    if (strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0 && kill((int)op->rec.pid, 0) == 0) {
+    if (strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0 && !pid_gone(op->rec.pid)) {
+        /* the recorded pid is this container's init when its root is our root
+         * mount: the same device and inode (after pivot_root its root link only
+         * says "/") */
         char path[64];
-        snprintf(path, sizeof(path), "/proc/%lld/root", (long long)op->rec.pid);
+        snprintf(path, sizeof(path), "/proc/%lld/root/", (long long)op->rec.pid);
         char *root = hero_xasprintf("%s/rootfs", op->dir);
-        char target[4096];
-        ssize_t n = readlink(path, target, sizeof(target) - 1);
-        bool same = n > 0 && (target[n] = 0, strcmp(target, root) == 0);
+        struct stat a, b;
+        bool same = stat(path, &a) == 0 && stat(root, &b) == 0 && a.st_dev == b.st_dev &&
+                    a.st_ino == b.st_ino;
         free(root);
         if (same) {
             op_end(op, 0, NULL);
@@ -468,7 +473,8 @@ static int write_config(op_t *op, hero_error_t *err)
         return -1;
     char *rootfs = hero_xasprintf("%s/rootfs", op->dir);
     char *etc = hero_xasprintf("%s/etc", op->dir);
-    char *cg = hero_xasprintf("/hero/%s", op->cid);
+    /* cgroups are host-wide: the store's own id keeps two base dirs apart */
+    char *cg = hero_xasprintf("/hero/%s-%s", hero_store_uid(op->in->store), op->cid);
     hero_oci_opts_t o = {
         .rootfs = rootfs,
         .init_path = init,
@@ -578,6 +584,8 @@ static void start_create(op_t *op)
     unlink(pidfile);
     /* the container's stdout and stderr go to its log file, never to a hero pipe */
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    struct stat lst;
+    op->log_mark = fd >= 0 && fstat(fd, &lst) == 0 ? (int64_t)lst.st_size : 0;
     if (fd < 0) {
         hero_error_set(&e, errno, "cannot open the container's log '%s'", log);
     } else {
@@ -605,6 +613,27 @@ static void start_deleted_stale(const hero_proc_result_t *r, hero_error_t *err, 
     start_create(op);
 }
 
+/* crun create shares the container's stdio, so a crun that reports only on stderr
+ * (not in its --log) leaves its message in the container's log: take the last line
+ * it added. */
+static void crun_message_from_log(op_t *op, hero_error_t *err)
+{
+    char *log = hero_xasprintf("%s/log", op->dir);
+    FILE *f = fopen(log, "re");
+    free(log);
+    if (!f)
+        return;
+    char line[1024], last[1024] = "";
+    if (fseek(f, (long)op->log_mark, SEEK_SET) == 0)
+        while (fgets(line, sizeof(line), f))
+            if (line[0] != '\n')
+                snprintf(last, sizeof(last), "%s", line);
+    fclose(f);
+    last[strcspn(last, "\n")] = 0;
+    if (last[0])
+        hero_error_set(err, 0, "%s", strncmp(last, "crun: ", 6) ? last : last + 6);
+}
+
 static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *data)
 {
     (void)r;
@@ -618,6 +647,10 @@ static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *
             if (hero_crun(op->t->loop, op->in, args, &co, start_deleted_stale, op, NULL, &e) < 0)
                 start_fail(op, &e);
             return;
+        }
+        if (err->msg && !strcmp(err->msg, "crun failed")) {
+            crun_message_from_log(op, err);
+            hero_crun_explain(err);
         }
         hero_error_wrap(err, "crun create");
         start_fail(op, err);
@@ -804,6 +837,26 @@ static void exec_cancel(hero_task_t *t)
         hero_proc_cancel(op->proc);
 }
 
+/* The environment the container's process has (its config.json); empty when it
+ * cannot be read. NULL-terminated; caller frees. */
+static char **container_env(op_t *op)
+{
+    char *path = hero_xasprintf("%s/config.json", op->dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    free(path);
+    json_t *env = json_object_get(json_object_get(cfg, "process"), "env");
+    size_t n = json_is_array(env) ? json_array_size(env) : 0;
+    char **v = hero_xcalloc(n + 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *e = json_string_value(json_array_get(env, i));
+        if (e)
+            v[k++] = hero_xstrdup(e);
+    }
+    json_decref(cfg);
+    return v;
+}
+
 int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
 {
     op_t *op = op_new(t);
@@ -823,8 +876,23 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
         op_free(op);
         return -1;
     }
-    /* crun exec ARGS: [--env K=V]... [--cwd D] [--user U:G] ID argv... */
-    char **env = hero_arg_list(a, "env");
+    /* crun exec ARGS: [--env K=V]... [--cwd D] [--user U:G] ID argv... crun replaces
+     * the whole environment when --env is given, so the container's own comes
+     * first (from its config.json), then the action's */
+    char **env = container_env(op);
+    char **extra_env = hero_arg_list(a, "env");
+    size_t ne = 0, nx = 0;
+    while (env[ne])
+        ne++;
+    while (extra_env[nx])
+        nx++;
+    if (nx) {
+        env = hero_xrealloc(env, (ne + nx + 1) * sizeof(char *));
+        memcpy(env + ne, extra_env, (nx + 1) * sizeof(char *));
+        free(extra_env);
+    } else {
+        hero_strv_free(extra_env);
+    }
     char **args = hero_arg_list(a, "args");
     char *cmd = hero_arg_str(a, "cmd");
     char *cwd = hero_arg_str(a, "workdir");
