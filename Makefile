@@ -44,7 +44,8 @@ DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse man cgroup-fix
-all: $(BUILD)/hero $(BUILD)/hero-init $(BUILD)/man/hero.1 $(BUILD)/man/heroscript.5
+all: $(BUILD)/hero $(BUILD)/hero-init $(BUILD)/man/hero.1 $(BUILD)/man/hero-pods.1 \
+     $(BUILD)/man/heroscript.5
 
 $(GEN)/parser.c $(GEN)/parser.h: grammar/parser.y
 	@mkdir -p $(GEN)
@@ -71,7 +72,7 @@ $(BUILD)/hero: $(BUILD)/obj/runtime/main.o $(BUILD)/libhero.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 # ---- manual pages: the ACTIONS section of heroscript(5) comes from the table ----
-$(BUILD)/man/hero.1: man/hero.1
+$(BUILD)/man/%.1: man/%.1
 	@mkdir -p $(dir $@)
 	cp $< $@
 
@@ -81,7 +82,7 @@ $(BUILD)/man/heroscript.5: man/heroscript.5.in $(BUILD)/hero
 	awk -v f=$@.actions '/^\.\\" @ACTIONS@$$/ { while ((getline l < f) > 0) print l; next } { print }' $< > $@
 	rm -f $@.actions
 
-man: $(BUILD)/man/hero.1 $(BUILD)/man/heroscript.5
+man: $(BUILD)/man/hero.1 $(BUILD)/man/hero-pods.1 $(BUILD)/man/heroscript.5
 
 # ---- set-up: idempotent; apt-get update only when something is missing ----
 deps:
@@ -143,6 +144,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/libexec/hero
 	install -m 0755 $(BUILD)/hero-init $(DESTDIR)$(PREFIX)/libexec/hero/hero-init
 	install -m 0644 $(BUILD)/man/hero.1 $(DESTDIR)$(PREFIX)/share/man/man1/hero.1
+	install -m 0644 $(BUILD)/man/hero-pods.1 $(DESTDIR)$(PREFIX)/share/man/man1/hero-pods.1
 	install -m 0644 $(BUILD)/man/heroscript.5 $(DESTDIR)$(PREFIX)/share/man/man5/heroscript.5
 
 # hero-init is PID 1 inside every container: static, so it runs in any image

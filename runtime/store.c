@@ -399,13 +399,16 @@ int hero_store_container_set_state(hero_store_t *s, int64_t id, const char *stat
                                    int64_t exit_code, int64_t exit_signal, hero_error_t *err)
 {
     /* started/finished move with the state: running starts, anything else after
-     * running finishes */
+     * running finishes, and an entrypoint that exited before hero saw it running
+     * (a start that failed at once) both started and finished now */
     sqlite3_stmt *st = prep(s,
                             "UPDATE containers SET state=?1, pid=?2, exit_code=?3, "
                             "exit_signal=?4, "
                             "started=CASE WHEN ?1='running' AND state<>'running' THEN ?5 "
+                            "WHEN ?1='exited' AND state<>'running' THEN ?5 "
                             "ELSE started END, "
                             "finished=CASE WHEN ?1<>'running' AND state='running' THEN ?5 "
+                            "WHEN ?1='exited' THEN ?5 "
                             "ELSE finished END WHERE id=?6",
                             err);
     if (!st)
