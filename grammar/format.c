@@ -56,7 +56,8 @@ void hs_dump_action(FILE *out, const hs_action_t *a)
             fputs("<empty>", out);
             break;
         case HS_VAL_SCALAR:
-            dump_item(out, &hs_param_items(p)[0], true);
+            /* a bare word is one value, quoted or not: only a key:value shows it */
+            dump_item(out, &hs_param_items(p)[0], p->key.p != NULL);
             break;
         default:
             fputs(p->form == HS_VAL_BRACKET ? "[" : "(", out);
@@ -116,6 +117,12 @@ static bool can_be_bare(const hs_item_t *it, item_ctx_t ctx)
         return false;
     const char *p = it->p;
     size_t n = it->len;
+    /* An unquoted value or list item came from a bare word in this same place: it
+     * reads back the same, while quotes would change the meaning of a comma in it
+     * (an unquoted item splits on commas for list parameters). put_param writes no
+     * blank before an item starting with `//`, which would read as a comment. */
+    if (!it->quoted && (ctx == CTX_VALUE || ctx == CTX_LISTITEM))
+        return true;
     if (p[0] == '\'' || p[0] == '"' || p[0] == '[' || p[0] == ',' || p[n - 1] == ',')
         return false;
     if (n >= 2 && p[0] == '/' && p[1] == '/' && ctx != CTX_VALUE)
@@ -214,8 +221,11 @@ static void put_param(fbuf_t *b, const hs_param_t *p, int indent)
         break;
     case HS_VAL_LIST:
         for (uint32_t i = 0; i < p->nitems; i++) {
+            const hs_item_t *it = &hs_param_items(p)[i];
             if (i)
-                fb_puts(b, ", ");
+                fb_puts(b, !it->quoted && it->len >= 2 && it->p[0] == '/' && it->p[1] == '/'
+                               ? ","
+                               : ", ");
             put_item(b, &hs_param_items(p)[i], CTX_LISTITEM, indent);
         }
         break;
@@ -286,6 +296,10 @@ void hs_format(FILE *out, const hs_doc_t *doc)
                (doc->comments[cend].indented || doc->comments[cend].trailing))
             cend++;
         bool multiline = false;
+        /* `key:` followed by another parameter on its line would read `key: next`
+         * as key:next: an empty value ends its line */
+        for (uint32_t i = 0; i + 1 < a->nparams; i++)
+            multiline |= a->params[i].form == HS_VAL_EMPTY;
         for (uint32_t i = 0; i < a->nparams; i++)
             for (uint32_t j = 0; j < a->params[i].nitems; j++)
                 multiline |= memchr(hs_param_items(&a->params[i])[j].p, '\n', hs_param_items(&a->params[i])[j].len) != NULL;

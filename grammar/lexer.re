@@ -52,9 +52,7 @@ static void add_comment(hs_lexer_t *lx, const unsigned char *p, bool trailing, b
     const unsigned char *e = p;
     while (e < lx->lim && *e != '\n')
         e++;
-    if (e > p && e[-1] == '\r')
-        e--;
-    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
         e--;
     if (lx->ncomments == lx->capcomments) {
         lx->capcomments = lx->capcomments ? lx->capcomments * 2 : 16;

@@ -321,7 +321,8 @@ static void include_dir(loader_t *l, const char *dir, const hs_source_t *from, u
         }
     }
     closedir(d);
-    qsort(names, n, sizeof(char *), cmp_str);
+    if (n > 1)
+        qsort(names, n, sizeof(char *), cmp_str);
     if (n == 0)
         hs_diag_add(&l->pb->diags, HS_WARNING, from, off, "'%s' holds no .heroscript file", dir);
     for (size_t i = 0; i < n; i++) {
