@@ -196,8 +196,10 @@ static size_t dedent(char *s, size_t n)
         if (!first)
             *w++ = '\n';
         size_t len = (size_t)(le - p) - ind;
-        if (len && p[ind + len - 1] == '\r')
+        while (len && p[ind + len - 1] == '\r')
             len--; /* a CRLF file: the value's lines end in '\n' alone */
+        if (!(first && keep_first) && blank_span(p, le))
+            len = 0; /* a line of blanks is an empty line, as textwrap.dedent has it */
         memmove(w, p + ind, len);
         w += len;
         first = false;

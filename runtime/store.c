@@ -9,10 +9,20 @@
 
 #include "runtime/store.h"
 
+enum { STMT_CACHE = 48 };
+
 struct hero_store {
     sqlite3 *db;
     char *base_dir;
     char uid[17];
+    /* prepared statements, kept for the store's life and found by their SQL text's
+     * address (every SQL text here is a literal): compiling them again for every
+     * call was a quarter of hero's own CPU time per container */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    size_t ncache;
     int depth;   /* explicit transaction open */
 };
 
@@ -192,6 +202,8 @@ void hero_store_close(hero_store_t *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; i < s->ncache; i++)
+        sqlite3_finalize(s->cache[i].st);
     sqlite3_close(s->db);
     free(s->base_dir);
     free(s);
@@ -225,12 +237,33 @@ void hero_store_rollback(hero_store_t *s)
 /* ---- statement helpers ---- */
 static sqlite3_stmt *prep(hero_store_t *s, const char *sql, hero_error_t *err)
 {
+    for (size_t i = 0; i < s->ncache; i++)
+        if (s->cache[i].sql == sql)
+            return s->cache[i].st;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
         db_error(s, err, "prepare");
         return NULL;
     }
+    if (s->ncache < STMT_CACHE) {
+        s->cache[s->ncache].sql = sql;
+        s->cache[s->ncache].st = st;
+        s->ncache++;
+    }
     return st;
+}
+
+/* Done with a statement from prep(): ready it for its next use (or free it when
+ * the cache was full). */
+static void release(hero_store_t *s, sqlite3_stmt *st)
+{
+    for (size_t i = 0; i < s->ncache; i++)
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static char *col_str(sqlite3_stmt *st, int i)
@@ -251,7 +284,7 @@ static void bind_str(sqlite3_stmt *st, int i, const char *v)
 static int run_done(hero_store_t *s, sqlite3_stmt *st, const char *what, hero_error_t *err)
 {
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != SQLITE_DONE)
         return db_error(s, err, what);
     return 0;
@@ -272,10 +305,10 @@ int hero_store_instance_get(hero_store_t *s, const char *name, char **settings, 
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *settings = col_str(st, 0);
-        sqlite3_finalize(st);
+        release(s, st);
         return 0;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading an instance");
 }
 
@@ -344,7 +377,7 @@ static int container_one(hero_store_t *s, sqlite3_stmt *st, hero_container_rec_t
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         read_container(st, out);
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc == SQLITE_ROW)
         return 0;
     return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading a container");
@@ -457,7 +490,7 @@ int hero_store_container_list(hero_store_t *s, const char *instance, hero_contai
         *v = hero_xrealloc(*v, (*n + 1) * sizeof(**v));
         read_container(st, &(*v)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != SQLITE_DONE) {
         hero_container_recs_free(*v, *n);
         *v = NULL;
@@ -509,7 +542,7 @@ int hero_store_image_get(hero_store_t *s, const char *name, hero_image_rec_t *ou
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         read_image(st, out);
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc == SQLITE_ROW)
         return 0;
     return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading an image");
@@ -556,7 +589,7 @@ int hero_store_image_list(hero_store_t *s, hero_image_rec_t **v, size_t *n, hero
         *v = hero_xrealloc(*v, (*n + 1) * sizeof(**v));
         read_image(st, &(*v)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != SQLITE_DONE) {
         hero_image_recs_free(*v, *n);
         *v = NULL;
@@ -581,7 +614,7 @@ int hero_store_image_users(hero_store_t *s, const char *name, int64_t *count, he
     bind_str(st, 1, name);
     int rc = sqlite3_step(st);
     *count = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    release(s, st);
     return rc == SQLITE_ROW ? 0 : db_error(s, err, "counting an image's users");
 }
 
@@ -636,7 +669,7 @@ int hero_store_hostobj_list(hero_store_t *s, int64_t container_id, hero_hostobj_
         o->kind = (hero_obj_kind_t)sqlite3_column_int(st, 2);
         o->ref = col_str(st, 3);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != SQLITE_DONE) {
         hero_hostobjs_free(*v, *n);
         *v = NULL;

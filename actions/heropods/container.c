@@ -1005,6 +1005,22 @@ static void stop_deleted(const hero_proc_result_t *r, hero_error_t *err, void *d
 
 /* init is gone (or never ran): remove crun's record and the root mount. Runs once,
  * whether init's exit or crun kill's answer comes first. */
+static bool crun_recorded(op_t *op)
+{
+    hero_hostobj_t *objs = NULL;
+    size_t n = 0;
+    hero_error_t e = HERO_ERROR_INIT;
+    bool found = true; /* when unsure, ask crun */
+    if (hero_store_hostobj_list(op->in->store, op->rec.id, &objs, &n, &e) == 0) {
+        found = false;
+        for (size_t i = 0; i < n; i++)
+            found |= objs[i].kind == HERO_OBJ_CRUN;
+    }
+    hero_error_clear(&e);
+    hero_hostobjs_free(objs, n);
+    return found;
+}
+
 static void stop_finish(op_t *op)
 {
     if (op->settled)
@@ -1012,10 +1028,32 @@ static void stop_finish(op_t *op)
     op->settled = true;
     close_watchers(op);
     hero_error_t e = HERO_ERROR_INIT;
+    if (!crun_recorded(op)) {
+        /* nothing of crun's is left (stopped already, or never started) */
+        stop_deleted(NULL, NULL, op);
+        return;
+    }
     const char *args[] = {"delete", "-f", op->cid, NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
     if (hero_crun(op->t->loop, op->in, args, &co, stop_deleted, op, NULL, &e) < 0)
         op_end(op, -1, &e);
+}
+
+static void stop_killed(const hero_proc_result_t *r, hero_error_t *err, void *data);
+
+/* Signals the container's init. Through its pidfd it cannot hit a recycled pid
+ * and needs no crun process; without a pidfd (the /proc fallback), crun kill. */
+static int signal_init(op_t *op, int sig, hero_error_t *err)
+{
+    if (op->pidfd >= 0) {
+        if (syscall(SYS_pidfd_send_signal, op->pidfd, sig, NULL, 0) < 0 && errno != ESRCH)
+            return hero_error_set(err, errno, "cannot signal container '%s'", op->rec.name);
+        stop_killed(NULL, NULL, op);
+        return 0;
+    }
+    const char *args[] = {"kill", op->cid, sig == SIGKILL ? "KILL" : "TERM", NULL};
+    hero_crun_opts_t co = {.timeout_ms = 30000};
+    return hero_crun(op->t->loop, op->in, args, &co, stop_killed, op, NULL, err);
 }
 
 static void stop_on_exit(op_t *op)
@@ -1038,9 +1076,7 @@ static void stop_on_timer(uv_timer_t *h)
     }
     /* the grace period is over */
     op->killed = true;
-    const char *args[] = {"kill", op->cid, "KILL", NULL};
-    hero_crun_opts_t co = {.timeout_ms = 30000};
-    if (hero_crun(op->t->loop, op->in, args, &co, stop_killed, op, NULL, &e) < 0)
+    if (signal_init(op, SIGKILL, &e) < 0)
         op_end(op, -1, &e);
 }
 
@@ -1081,9 +1117,7 @@ static void stop_begin(op_t *op)
         stop_finish(op);
         return;
     }
-    const char *args[] = {"kill", op->cid, "TERM", NULL};
-    hero_crun_opts_t co = {.timeout_ms = 30000};
-    if (hero_crun(op->t->loop, op->in, args, &co, stop_killed, op, NULL, &e) < 0)
+    if (signal_init(op, SIGTERM, &e) < 0)
         op_end(op, -1, &e);
 }
 

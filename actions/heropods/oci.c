@@ -491,10 +491,18 @@ static int cap_number(const char *name)
  * "capset: Operation not permitted". */
 static uint64_t held_caps(void)
 {
+    /* the bounding set of a process only shrinks, and hero never drops from it:
+     * probe it once, not 41 prctl calls for every start */
+    static uint64_t cached;
+    static bool probed;
+    if (probed)
+        return cached;
     uint64_t m = 0;
     for (int i = 0; i < NCAPS; i++)
         if (prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) == 1)
             m |= UINT64_C(1) << i;
+    cached = m;
+    probed = true;
     return m;
 }
 
