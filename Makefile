@@ -43,7 +43,8 @@ DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse man cgroup-fix
+.PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse \
+        bench-lifecycle man cgroup-fix
 all: $(BUILD)/hero $(BUILD)/hero-init $(BUILD)/man/hero.1 $(BUILD)/man/hero-pods.1 \
      $(BUILD)/man/heroscript.5
 
@@ -136,7 +137,10 @@ $(BUILD)/bench_parse: bench/parse/bench_parse.c
 bench-parse: all $(BUILD)/bench_parse
 	$(BUILD)/bench_parse --hero $(BUILD)/hero
 
-bench: bench-parse
+bench-lifecycle: all
+	bench/lifecycle/run --hero $(BUILD)/hero
+
+bench: bench-parse bench-lifecycle
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
