@@ -7,6 +7,7 @@
 #include <time.h>
 #include <sqlite3.h>
 
+#include "runtime/fs.h"
 #include "runtime/store.h"
 
 enum { STMT_CACHE = 48 };
@@ -80,28 +81,6 @@ static int exec_sql(hero_store_t *s, const char *sql, hero_error_t *err)
     return 0;
 }
 
-static int mkdir_p(const char *path, hero_error_t *err)
-{
-    char *p = hero_xstrdup(path);
-    for (char *c = p + 1;; c++) {
-        if (*c == '/' || *c == 0) {
-            char saved = *c;
-            *c = 0;
-            if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-                int e = errno;
-                hero_error_set(err, e, "cannot create '%s'", p);
-                free(p);
-                return -1;
-            }
-            *c = saved;
-            if (!saved)
-                break;
-        }
-    }
-    free(p);
-    return 0;
-}
-
 int hero_store_schema_version(hero_store_t *s)
 {
     sqlite3_stmt *st;
@@ -140,7 +119,7 @@ static int migrate(hero_store_t *s, hero_error_t *err)
 
 int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
 {
-    if (mkdir_p(base_dir, err) < 0)
+    if (hero_mkdir_p(base_dir, 0700, err) < 0)
         return -1;
     hero_store_t *s = hero_xcalloc(1, sizeof(*s));
     s->base_dir = hero_xstrdup(base_dir);

@@ -372,19 +372,10 @@ static json_t *load_config(const char *dir)
  * compared by identity (device and inode), not by path. */
 static bool init_alive(int64_t pid, const char *dir)
 {
-    if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno != EPERM))
+    if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno != EPERM) || hero_pods_pid_gone(pid))
         return false;
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *rp = strrchr(buf, ')');
-    if (!rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X')
-        return false;
+    char path[64];
+    FILE *f;
     snprintf(path, sizeof(path), "/proc/%lld/root", (long long)pid);
     char *rootfs = hero_xasprintf("%s/rootfs", dir);
     struct stat a, b;

@@ -150,6 +150,21 @@ static int op_load(op_t *op, hero_error_t *err)
     return 0;
 }
 
+/* op_load for actions that need the container: frees op and fails when it is not
+ * there. */
+static int op_load_existing(op_t *op, hero_error_t *err)
+{
+    int rc = op_load(op, err);
+    if (rc == 1) {
+        char *name = hero_arg_str(op->t->action, "name");
+        hero_error_set(err, 0, "container '%s' does not exist: container_new defines it", name);
+        free(name);
+    }
+    if (rc != 0)
+        op_free(op);
+    return rc == 0 ? 0 : -1;
+}
+
 static op_t *op_new(hero_task_t *t)
 {
     op_t *op = hero_xcalloc(1, sizeof(*op));
@@ -330,25 +345,10 @@ static void pid_readable(uv_poll_t *h, int status, int events)
     op->exit_cb(op);
 }
 
-/* gone, or a zombie nobody reaps yet (the container's init is not hero's child) */
-static bool pid_gone(int64_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *rp = strrchr(buf, ')');
-    return !rp || rp[1] == 0 || rp[2] == 'Z' || rp[2] == 'X';
-}
-
 static void pid_tick(uv_timer_t *h)
 {
     op_t *op = h->data;
-    if (pid_gone(op->pid)) {
+    if (hero_pods_pid_gone(op->pid)) {
         uv_timer_stop(h);
         op->exit_cb(op);
     }
@@ -386,7 +386,7 @@ static int watch_init(op_t *op, op_exit_cb on_exit, uv_fs_event_cb on_file, hero
             op->pidtimer->data = op;
             op->open_handles++;
             uv_timer_start(op->pidtimer, pid_tick, 20, 20);
-            return pid_gone(op->pid) ? 1 : 0;
+            return hero_pods_pid_gone(op->pid) ? 1 : 0;
         }
         op->pidpoll = hero_xmalloc(sizeof(*op->pidpoll));
         uv_poll_init(op->t->loop, op->pidpoll, op->pidfd);
@@ -423,15 +423,8 @@ static void start_fail(op_t *op, hero_error_t *err);
 int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
 {
     op_t *op = op_new(t);
-    int rc = op_load(op, err);
-    if (rc != 0) {
-        char *name = hero_arg_str(t->action, "name");
-        if (rc == 1)
-            hero_error_set(err, 0, "container '%s' does not exist: container_new defines it", name);
-        free(name);
-        op_free(op);
+    if (op_load_existing(op, err) < 0)
         return -1;
-    }
     op->keep_alive = hero_arg_bool(t->action, "keep_alive");
     int64_t ms = hero_arg_duration_ms(t->action, "timeout");
     op->timeout_ms = ms > 0 ? (uint64_t)ms : 300000;
@@ -446,7 +439,7 @@ int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
     json_decref(j);
     op->have_spec = true;
     /* running already (and really: its init is alive)? then there is nothing to do */
-    if (strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0 && !pid_gone(op->rec.pid)) {
+    if (strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0 && !hero_pods_pid_gone(op->rec.pid)) {
         /* the recorded pid is this container's init when its root is our root
          * mount: the same device and inode (after pivot_root its root link only
          * says "/") */
@@ -861,15 +854,9 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
 {
     op_t *op = op_new(t);
     const hs_action_t *a = t->action;
-    int rc = op_load(op, err);
-    if (rc != 0) {
-        char *name = hero_arg_str(a, "name");
-        if (rc == 1)
-            hero_error_set(err, 0, "container '%s' does not exist", name);
-        free(name);
-        op_free(op);
+    if (op_load_existing(op, err) < 0)
         return -1;
-    }
+    int rc = 0;
     if (strcmp(op->rec.state, "running") != 0) {
         hero_error_set(err, 0, "container '%s' is not running (it is %s): container_start first",
                        op->rec.name, op->rec.state);
@@ -1124,15 +1111,8 @@ static void stop_begin(op_t *op)
 int hero_heropods_stop_start(hero_task_t *t, hero_error_t *err)
 {
     op_t *op = op_new(t);
-    int rc = op_load(op, err);
-    if (rc != 0) {
-        char *name = hero_arg_str(t->action, "name");
-        if (rc == 1)
-            hero_error_set(err, 0, "container '%s' does not exist", name);
-        free(name);
-        op_free(op);
+    if (op_load_existing(op, err) < 0)
         return -1;
-    }
     int64_t ms = hero_arg_duration_ms(t->action, "timeout");
     op->timeout_ms = ms >= 0 ? (uint64_t)ms : 10000;
     stop_begin(op);

@@ -491,18 +491,23 @@ static int cap_number(const char *name)
  * "capset: Operation not permitted". */
 static uint64_t held_caps(void)
 {
-    /* the bounding set of a process only shrinks, and hero never drops from it:
-     * probe it once, not 41 prctl calls for every start */
-    static uint64_t cached;
-    static bool probed;
-    if (probed)
-        return cached;
+    /* one read of /proc/self/status instead of a prctl per capability (41 calls
+     * for every start); prctl where /proc is not mounted */
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    while (f && fgets(line, sizeof(line), f)) {
+        unsigned long long m;
+        if (sscanf(line, "CapBnd: %llx", &m) == 1) {
+            fclose(f);
+            return (uint64_t)m & (NCAPS >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << NCAPS) - 1);
+        }
+    }
+    if (f)
+        fclose(f);
     uint64_t m = 0;
     for (int i = 0; i < NCAPS; i++)
         if (prctl(PR_CAPBSET_READ, (unsigned long)i, 0, 0, 0) == 1)
             m |= UINT64_C(1) << i;
-    cached = m;
-    probed = true;
     return m;
 }
 

@@ -94,6 +94,9 @@ typedef struct hero_init_status {
 
 /* Reads <run dir>/status, else <run dir>/started. */
 void hero_pods_read_status(const char *run_dir, hero_init_status_t *st);
+/* The process is gone, or a zombie nobody has reaped yet (a container's init is
+ * not hero's child, and some hosts' pid 1 reaps slowly). */
+bool hero_pods_pid_gone(int64_t pid);
 
 /* ---- teardown (teardown.c) ---- */
 /* Removes everything recorded for a container on the host, newest first: crun

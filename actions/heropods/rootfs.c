@@ -13,28 +13,7 @@
 #include <unistd.h>
 
 #include "pods.h"
-
-static int mkdir_rec(const char *path, mode_t mode, hero_error_t *err)
-{
-    char *p = hero_xstrdup(path);
-    for (char *c = p + 1;; c++) {
-        if (*c == '/' || !*c) {
-            char saved = *c;
-            *c = 0;
-            if (mkdir(p, mode) < 0 && errno != EEXIST) {
-                int e = errno;
-                hero_error_set(err, e, "cannot create '%s'", p);
-                free(p);
-                return -1;
-            }
-            *c = saved;
-            if (!saved)
-                break;
-        }
-    }
-    free(p);
-    return 0;
-}
+#include "runtime/fs.h"
 
 int hero_pods_ctr_dirs(const hero_pods_instance_t *in, int64_t id, hero_error_t *err)
 {
@@ -43,7 +22,7 @@ int hero_pods_ctr_dirs(const hero_pods_instance_t *in, int64_t id, hero_error_t 
     static const char *const subs[] = {"upper", "work", "rootfs", "run", "etc"};
     for (size_t i = 0; rc == 0 && i < sizeof(subs) / sizeof(subs[0]); i++) {
         char *p = hero_xasprintf("%s/%s", dir, subs[i]);
-        rc = mkdir_rec(p, 0700, err);
+        rc = hero_mkdir_p(p, 0700, err);
         free(p);
     }
     /* the overlay's upper dir becomes the container's "/": not 0700 */

@@ -1,6 +1,7 @@
 /* hero-init's status files, as the host reads them: <run>/started once the
  * entrypoint runs, <run>/status when it has ended (see hero_init.c). */
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "pods.h"
@@ -44,3 +45,19 @@ void hero_pods_read_status(const char *run_dir, hero_init_status_t *st)
     if (read_line(path, line, sizeof(line)))
         st->state = HERO_INIT_STARTED;
 }
+
+/* gone, or a zombie nobody reaps yet (the container's init is not hero's child) */
+bool hero_pods_pid_gone(int64_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    return !rp || rp[1] == 0 || rp[2] == 'Z' || rp[2] == 'X';
+}
+
