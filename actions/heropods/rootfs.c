@@ -83,15 +83,14 @@ int hero_pods_umount_root(const hero_pods_instance_t *in, int64_t id, hero_error
     return rc;
 }
 
+/* Written in place, not through a temporary file and rename: the container sees
+ * the file through a bind mount, which keeps the inode it was given, so a renamed
+ * new file would never reach a running container. */
 static int write_file(const char *path, const char *text, hero_error_t *err)
 {
-    char *tmp = hero_xasprintf("%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        hero_error_set(err, errno, "cannot write '%s'", tmp);
-        free(tmp);
-        return -1;
-    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return hero_error_set(err, errno, "cannot write '%s'", path);
     size_t n = strlen(text), off = 0;
     while (off < n) {
         ssize_t w = write(fd, text + off, n - off);
@@ -100,27 +99,13 @@ static int write_file(const char *path, const char *text, hero_error_t *err)
         if (w < 0) {
             int e = errno;
             close(fd);
-            unlink(tmp);
-            free(tmp);
             return hero_error_set(err, e, "cannot write '%s'", path);
         }
         off += (size_t)w;
     }
-    close(fd);
-    /* rename keeps a bind-mounted file's old inode in running containers; write
-     * in place when the file exists, so a running container sees the change */
-    int rc = 0;
-    if (access(path, F_OK) == 0) {
-        unlink(tmp);
-        FILE *f = fopen(path, "we");
-        if (!f || fputs(text, f) == EOF || fclose(f) == EOF)
-            rc = hero_error_set(err, errno, "cannot write '%s'", path);
-    } else if (rename(tmp, path) < 0) {
-        rc = hero_error_set(err, errno, "cannot write '%s'", path);
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+    if (close(fd) < 0)
+        return hero_error_set(err, errno, "cannot write '%s'", path);
+    return 0;
 }
 
 int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *hostname,
