@@ -597,6 +597,145 @@ int hero_store_image_users(hero_store_t *s, const char *name, int64_t *count, he
     return rc == SQLITE_ROW ? 0 : db_error(s, err, "counting an image's users");
 }
 
+/* ---- IPv4 leases ---- */
+static void ipv4_text(uint32_t a, char out[16])
+{
+    snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int hero_store_lease_get(hero_store_t *s, const char *instance, int64_t container_id,
+                         uint32_t *addr, hero_error_t *err)
+{
+    sqlite3_stmt *st =
+        prep(s, "SELECT addr FROM leases WHERE instance=? AND container_id=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, instance);
+    sqlite3_bind_int64(st, 2, container_id);
+    int rc = sqlite3_step(st), found = 1;
+    unsigned a, b, c, d;
+    if (rc == SQLITE_ROW &&
+        sscanf((const char *)sqlite3_column_text(st, 0), "%u.%u.%u.%u", &a, &b, &c, &d) == 4) {
+        *addr = a << 24 | b << 16 | c << 8 | d;
+        found = 0;
+    }
+    release(s, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "reading a lease");
+    return found;
+}
+
+/* The used addresses of an instance, sorted; caller frees. */
+static int used_addrs(hero_store_t *s, const char *instance, uint32_t **v, size_t *n,
+                      hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "SELECT addr FROM leases WHERE instance=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, instance);
+    *v = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        unsigned a, b, c, d;
+        if (sscanf((const char *)sqlite3_column_text(st, 0), "%u.%u.%u.%u", &a, &b, &c, &d) != 4)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *v = hero_xrealloc(*v, cap * sizeof(uint32_t));
+        }
+        (*v)[(*n)++] = a << 24 | b << 16 | c << 8 | d;
+    }
+    release(s, st);
+    if (rc != SQLITE_DONE) {
+        free(*v);
+        *v = NULL;
+        return db_error(s, err, "reading leases");
+    }
+    if (*n > 1)
+        qsort(*v, *n, sizeof(uint32_t), cmp_u32);
+    return 0;
+}
+
+int hero_store_lease_ipv4(hero_store_t *s, const char *instance, uint32_t net, int len,
+                          uint32_t gateway, int64_t container_id, uint32_t *addr,
+                          hero_error_t *err)
+{
+    if (len < 1 || len > 30)
+        return hero_error_set(err, EINVAL, "cannot lease from a /%d", len);
+    uint32_t mask = ~(uint32_t)0 << (32 - len);
+    net &= mask;
+    uint32_t first = net + 1, last = (net | ~mask) - 1;
+    bool own = s->depth == 0; /* inside a caller's transaction, use that one */
+    if (own && hero_store_begin(s, err) < 0)
+        return -1;
+    int rc = hero_store_lease_get(s, instance, container_id, addr, err);
+    if (rc == 1) {
+        uint32_t *used = NULL;
+        size_t n = 0, k = 0;
+        rc = used_addrs(s, instance, &used, &n, err);
+        if (rc == 0) {
+            /* the lowest host address that is neither leased nor the gateway */
+            uint32_t cand = first;
+            bool found = false;
+            while (cand <= last) {
+                while (k < n && used[k] < cand)
+                    k++;
+                if (cand != gateway && !(k < n && used[k] == cand)) {
+                    found = true;
+                    break;
+                }
+                cand++;
+            }
+            free(used);
+            if (!found) {
+                char t[16];
+                ipv4_text(net, t);
+                rc = hero_error_set(err, 0, "no free address in %s/%d", t, len);
+                if (err)
+                    err->code = ENOSPC;
+            } else {
+                char t[16];
+                ipv4_text(cand, t);
+                sqlite3_stmt *st = prep(
+                    s, "INSERT INTO leases(instance, addr, container_id) VALUES(?,?,?)", err);
+                rc = st ? 0 : -1;
+                if (st) {
+                    bind_str(st, 1, instance);
+                    bind_str(st, 2, t);
+                    sqlite3_bind_int64(st, 3, container_id);
+                    rc = run_done(s, st, "saving a lease", err);
+                }
+                if (rc == 0)
+                    *addr = cand;
+            }
+        }
+    }
+    if (own) {
+        if (rc < 0)
+            hero_store_rollback(s);
+        else if (hero_store_commit(s, err) < 0)
+            rc = -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM leases WHERE container_id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    return run_done(s, st, "releasing leases", err);
+}
+
 /* ---- host objects ---- */
 int hero_store_hostobj_add(hero_store_t *s, int64_t container_id, hero_obj_kind_t kind,
                            const char *ref, hero_error_t *err)

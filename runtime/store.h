@@ -86,6 +86,21 @@ void hero_image_recs_free(hero_image_rec_t *v, size_t n);
 /* How many containers use the image. */
 int hero_store_image_users(hero_store_t *s, const char *name, int64_t *count, hero_error_t *err);
 
+/* ---- IPv4 leases (IPAM) ---- */
+/* Leases an address of net/len to the container, in one write transaction (so two
+ * hero processes never hand out the same one): the container's existing lease if it
+ * has one in this instance, else the lowest free host address. The network and
+ * broadcast addresses and `gateway` are never leased. Addresses in host byte order.
+ * ENOSPC with "no free address in 10.0.0.0/28" when the prefix is full. */
+int hero_store_lease_ipv4(hero_store_t *s, const char *instance, uint32_t net, int len,
+                          uint32_t gateway, int64_t container_id, uint32_t *addr,
+                          hero_error_t *err);
+/* The container's lease in the instance: 0 found, 1 none, <0 error. */
+int hero_store_lease_get(hero_store_t *s, const char *instance, int64_t container_id,
+                         uint32_t *addr, hero_error_t *err);
+/* Gives back the container's leases (hero_store_container_delete does it too). */
+int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t *err);
+
 /* ---- host objects: what exists on the host because of a container ---- */
 typedef enum {
     HERO_OBJ_DIR = 1,        /* ref: a directory hero made (removed recursively) */

@@ -152,6 +152,84 @@ static void two_processes(void)
     hero_store_close(s);
 }
 
+static uint32_t ip(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    return a << 24 | b << 16 | c << 8 | d;
+}
+
+static void leases(hero_store_t *s)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    uint32_t net = ip(10, 77, 0, 16), gw = ip(10, 77, 0, 17), a = 0, b = 0;
+    TAP_OK(hero_store_lease_ipv4(s, "ipam", net, 28, gw, 1, &a, &e) == 0 && a == ip(10, 77, 0, 18),
+           "the first lease is the lowest host that is not the gateway");
+    TAP_OK(hero_store_lease_ipv4(s, "ipam", net, 28, gw, 1, &b, &e) == 0 && b == a,
+           "a container keeps its address");
+    int ok = 1;
+    for (int64_t id = 2; id <= 13; id++) {
+        uint32_t x;
+        ok &= hero_store_lease_ipv4(s, "ipam", net, 28, gw, id, &x, &e) == 0 && x != gw &&
+              x > net && x < ip(10, 77, 0, 31);
+    }
+    TAP_OK(ok, "a /28 holds 13 containers (14 hosts less the gateway)");
+    uint32_t x = 0;
+    TAP_OK(hero_store_lease_ipv4(s, "ipam", net, 28, gw, 14, &x, &e) < 0 && e.code == ENOSPC &&
+               strstr(e.msg, "no free address in 10.77.0.16/28"),
+           "the next one: no free address, naming the subnet");
+    hero_error_clear(&e);
+    TAP_OK(hero_store_lease_ipv4(s, "other", net, 28, gw, 14, &x, &e) == 0 && x == ip(10, 77, 0, 18),
+           "instances lease apart");
+    TAP_OK(hero_store_lease_release(s, 5, &e) == 0 &&
+               hero_store_lease_ipv4(s, "ipam", net, 28, gw, 14, &x, &e) == 0 &&
+               hero_store_lease_get(s, "ipam", 5, &b, &e) == 1,
+           "a released address is leased again");
+}
+
+/* Four processes lease for ten containers each, at once: forty distinct addresses. */
+static void four_processes_lease(void)
+{
+    pid_t kids[4];
+    for (int k = 0; k < 4; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            hero_store_t *s = open_or_die();
+            int bad = 0;
+            for (int i = 0; i < 10; i++) {
+                hero_error_t e = HERO_ERROR_INIT;
+                uint32_t a;
+                if (hero_store_lease_ipv4(s, "race4", ip(10, 78, 0, 0), 24, ip(10, 78, 0, 1),
+                                          1000 + k * 100 + i, &a, &e) < 0)
+                    bad++;
+                hero_error_clear(&e);
+            }
+            hero_store_close(s);
+            _exit(bad ? 1 : 0);
+        }
+    }
+    int ok = 1;
+    for (int k = 0; k < 4; k++) {
+        int st;
+        waitpid(kids[k], &st, 0);
+        ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    TAP_OK(ok, "four processes lease at once without an error");
+    hero_store_t *s = open_or_die();
+    uint32_t seen[40];
+    int n = 0, distinct = 1;
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 10; i++) {
+            hero_error_t e = HERO_ERROR_INIT;
+            uint32_t a = 0;
+            if (hero_store_lease_get(s, "race4", 1000 + k * 100 + i, &a, &e) == 0) {
+                for (int j = 0; j < n; j++)
+                    distinct &= seen[j] != a;
+                seen[n++] = a;
+            }
+        }
+    TAP_OK(n == 40 && distinct, "forty containers, forty distinct addresses");
+    hero_store_close(s);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/hero-store-test.XXXXXX";
@@ -168,7 +246,11 @@ int main(void)
     s = open_or_die();
     TAP_OK(hero_store_schema_version(s) >= 1, "reopening does not migrate again");
     hero_store_close(s);
+    s = open_or_die();
+    leases(s);
+    hero_store_close(s);
     two_processes();
+    four_processes_lease();
     char *cmd[] = {"rm", "-rf", tmpl, NULL};
     pid_t p = fork();
     if (p == 0) {
