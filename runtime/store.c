@@ -204,7 +204,11 @@ int hero_store_begin(hero_store_t *s, hero_error_t *err)
 int hero_store_commit(hero_store_t *s, hero_error_t *err)
 {
     s->depth = 0;
-    return exec_sql(s, "COMMIT", err);
+    if (exec_sql(s, "COMMIT", err) == 0)
+        return 0;
+    /* a transaction left open would take the next calls of this store with it */
+    exec_sql(s, "ROLLBACK", NULL);
+    return -1;
 }
 
 void hero_store_rollback(hero_store_t *s)

@@ -58,6 +58,8 @@ struct op {
     int64_t pid;
     uint64_t timeout_ms;
     int retries;
+    int crun_inflight;      /* crun commands running for this op */
+    bool cancel_requested;  /* SIGINT during a start: undo once crun's step is done */
     int64_t log_mark;       /* the log's size before crun create: what crun adds after is its */
     /* stop */
     bool killed;
@@ -131,6 +133,56 @@ static void op_end(op_t *op, int rc, hero_error_t *err)
         op_free(op);
     hero_task_done(t, rc, rc < 0 ? &e : NULL);
     hero_error_clear(&e);
+}
+
+/* A crun command in flight holds the op like a handle does: its callback may come
+ * after the action ended on another event (init's exit before crun kill answers). */
+static void start_fail(op_t *op, hero_error_t *err);
+
+typedef struct crun_ref {
+    op_t *op;
+    hero_crun_cb cb;
+} crun_ref_t;
+
+static void op_crun_done(const hero_proc_result_t *r, hero_error_t *err, void *data)
+{
+    crun_ref_t *ref = data;
+    op_t *op = ref->op;
+    hero_crun_cb cb = ref->cb;
+    free(ref);
+    op->open_handles--;
+    op->crun_inflight--;
+    if (op->finished) {
+        if (op->open_handles == 0)
+            op_free(op);
+        return;
+    }
+    if (op->cancel_requested && !op->settled) {
+        /* a start was interrupted while crun worked: undo now that it is done,
+         * so nothing crun makes after the undo is left behind */
+        hero_error_t e = HERO_ERROR_INIT;
+        hero_error_set(&e, 0, "interrupted");
+        start_fail(op, &e);
+        return;
+    }
+    cb(r, err, op);
+}
+
+static int op_crun(op_t *op, const char *const *args, const hero_crun_opts_t *o, hero_crun_cb cb,
+                   hero_error_t *err)
+{
+    crun_ref_t *ref = hero_xmalloc(sizeof(*ref));
+    ref->op = op;
+    ref->cb = cb;
+    op->open_handles++;
+    op->crun_inflight++;
+    if (hero_crun(op->t->loop, op->in, args, o, op_crun_done, ref, NULL, err) < 0) {
+        op->open_handles--;
+        op->crun_inflight--;
+        free(ref);
+        return -1;
+    }
+    return 0;
 }
 
 /* The instance, the container's record (rc 1 when there is none) and its paths. */
@@ -414,6 +466,22 @@ static char *describe_status(const hero_init_status_t *st)
     }
 }
 
+/* pid runs, and is this container's init: its root is our root mount, the same
+ * device and inode (after pivot_root its root link only says "/") */
+static bool init_is_ours(op_t *op, int64_t pid)
+{
+    if (pid <= 0 || hero_pods_pid_gone(pid))
+        return false;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%lld/root/", (long long)pid);
+    char *root = hero_xasprintf("%s/rootfs", op->dir);
+    struct stat a, b;
+    bool same = stat(path, &a) == 0 && stat(root, &b) == 0 && a.st_dev == b.st_dev &&
+                a.st_ino == b.st_ino;
+    free(root);
+    return same;
+}
+
 /* ======================= container_start ======================= */
 
 static void start_have_image(hero_image_t *img, hero_error_t *err, void *data);
@@ -439,21 +507,9 @@ int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
     json_decref(j);
     op->have_spec = true;
     /* running already (and really: its init is alive)? then there is nothing to do */
-    if (strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0 && !hero_pods_pid_gone(op->rec.pid)) {
-        /* the recorded pid is this container's init when its root is our root
-         * mount: the same device and inode (after pivot_root its root link only
-         * says "/") */
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%lld/root/", (long long)op->rec.pid);
-        char *root = hero_xasprintf("%s/rootfs", op->dir);
-        struct stat a, b;
-        bool same = stat(path, &a) == 0 && stat(root, &b) == 0 && a.st_dev == b.st_dev &&
-                    a.st_ino == b.st_ino;
-        free(root);
-        if (same) {
-            op_end(op, 0, NULL);
-            return 0;
-        }
+    if (strcmp(op->rec.state, "running") == 0 && init_is_ours(op, op->rec.pid)) {
+        op_end(op, 0, NULL);
+        return 0;
     }
     hero_image_resolve(t->loop, op->in->store, op->spec.image, start_have_image, op);
     return 0;
@@ -528,11 +584,18 @@ static void start_cleaned(const hero_proc_result_t *r, hero_error_t *err, void *
 {
     (void)r;
     op_t *op = data;
-    /* best effort: the error that made the start fail is what the user needs */
-    (void)err;
     hero_error_t e = HERO_ERROR_INIT;
-    hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e);
-    hero_error_clear(&e);
+    if (!err || (err->msg && strstr(err->msg, "does not exist"))) {
+        hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e);
+        hero_error_clear(&e);
+    } else if (op->err.msg) {
+        /* the crun container stays recorded, so a later delete removes it; the
+         * error that made the start fail comes first */
+        hero_error_wrap(err, "%s; and cleaning up: crun delete", op->err.msg);
+        hero_error_clear(&op->err);
+        op->err = *err;
+        *err = (hero_error_t)HERO_ERROR_INIT;
+    }
     hero_pods_umount_root(op->in, op->rec.id, &e);
     hero_error_clear(&e);
     op_end(op, -1, NULL);
@@ -558,7 +621,7 @@ static void start_fail(op_t *op, hero_error_t *err)
     hero_error_clear(&e);
     const char *args[] = {"delete", "-f", op->cid, NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
-    if (hero_crun(op->t->loop, op->in, args, &co, start_cleaned, op, NULL, &e) < 0) {
+    if (op_crun(op, args, &co, start_cleaned, &e) < 0) {
         hero_error_clear(&e);
         start_cleaned(NULL, NULL, op);
     }
@@ -567,9 +630,14 @@ static void start_fail(op_t *op, hero_error_t *err)
 static void start_started(const hero_proc_result_t *r, hero_error_t *err, void *data);
 static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *data);
 
+static void start_cancel(hero_task_t *t);
+
 static void start_create(op_t *op)
 {
     hero_error_t e = HERO_ERROR_INIT;
+    /* from here on an interrupt undoes the start (see start_cancel) */
+    op->t->state = op;
+    op->t->cancel = start_cancel;
     char *log = hero_xasprintf("%s/log", op->dir);
     char *crunlog = hero_xasprintf("%s/crun.log", op->dir);
     char *pidfile = hero_xasprintf("%s/pid", op->dir);
@@ -585,7 +653,7 @@ static void start_create(op_t *op)
         const char *args[] = {"create", "--bundle", op->dir, "--pid-file", pidfile, op->cid, NULL};
         hero_crun_opts_t co = {
             .stdout_fd = fd, .stderr_fd = fd, .timeout_ms = 60000, .log_path = crunlog};
-        hero_crun(op->t->loop, op->in, args, &co, start_created, op, NULL, &e);
+        op_crun(op, args, &co, start_created, &e);
         close(fd); /* the child has its own copy */
     }
     free(log);
@@ -637,7 +705,7 @@ static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *
             /* a crun container left by a hero that was killed: remove it, retry once */
             const char *args[] = {"delete", "-f", op->cid, NULL};
             hero_crun_opts_t co = {.timeout_ms = 30000};
-            if (hero_crun(op->t->loop, op->in, args, &co, start_deleted_stale, op, NULL, &e) < 0)
+            if (op_crun(op, args, &co, start_deleted_stale, &e) < 0)
                 start_fail(op, &e);
             return;
         }
@@ -669,7 +737,7 @@ static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *
     }
     const char *args[] = {"start", op->cid, NULL};
     hero_crun_opts_t co = {.timeout_ms = 60000};
-    if (hero_crun(op->t->loop, op->in, args, &co, start_started, op, NULL, &e) < 0)
+    if (op_crun(op, args, &co, start_started, &e) < 0)
         start_fail(op, &e);
 }
 
@@ -757,6 +825,9 @@ static void start_cancel(hero_task_t *t)
     op_t *op = t->state;
     if (op->settled)
         return;
+    op->cancel_requested = true;
+    if (op->crun_inflight)
+        return; /* op_crun_done undoes the start when crun's step is done */
     hero_error_t e = HERO_ERROR_INIT;
     hero_error_set(&e, 0, "interrupted");
     start_fail(op, &e);
@@ -1022,7 +1093,7 @@ static void stop_finish(op_t *op)
     }
     const char *args[] = {"delete", "-f", op->cid, NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
-    if (hero_crun(op->t->loop, op->in, args, &co, stop_deleted, op, NULL, &e) < 0)
+    if (op_crun(op, args, &co, stop_deleted, &e) < 0)
         op_end(op, -1, &e);
 }
 
@@ -1040,7 +1111,7 @@ static int signal_init(op_t *op, int sig, hero_error_t *err)
     }
     const char *args[] = {"kill", op->cid, sig == SIGKILL ? "KILL" : "TERM", NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
-    return hero_crun(op->t->loop, op->in, args, &co, stop_killed, op, NULL, err);
+    return op_crun(op, args, &co, stop_killed, err);
 }
 
 static void stop_on_exit(op_t *op)
@@ -1090,7 +1161,9 @@ static void stop_killed(const hero_proc_result_t *r, hero_error_t *err, void *da
 static void stop_begin(op_t *op)
 {
     hero_error_t e = HERO_ERROR_INIT;
-    bool alive = strcmp(op->rec.state, "running") == 0 && op->rec.pid > 0;
+    /* the recorded pid may be long gone and reused: signal it only when it is this
+     * container's init */
+    bool alive = strcmp(op->rec.state, "running") == 0 && init_is_ours(op, op->rec.pid);
     op->pid = op->rec.pid;
     if (alive) {
         int w = watch_init(op, stop_on_exit, NULL, &e);

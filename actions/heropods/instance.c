@@ -282,7 +282,10 @@ int hero_heropods_configure_start(hero_task_t *t, hero_error_t *err)
     }
     if (rc == 0 && op->nctrs) {
         char *old = NULL;
-        if (hero_store_instance_get(st, name, &old, err) == 0) {
+        int g = hero_store_instance_get(st, name, &old, err);
+        if (g < 0)
+            rc = -1;
+        if (g == 0) {
             char *diff = network_diff(old, settings);
             if (diff) {
                 rc = hero_error_set(err, 0,
