@@ -485,6 +485,31 @@ EOF
   assert_clean
 }
 
+@test "stop: a recorded pid that is no longer the container's init is never signalled" {
+  CTRS="gone"
+  # the entrypoint runs for a moment; without keep_alive the store says running
+  pb up <<'EOF'
+!!heropods.container_new name:'gone' image:'embedded' cmd:['/bin/sleep','1']
+!!heropods.container_start name:'gone'
+EOF
+  hero_run up
+  [ "$status" -eq 0 ]
+  sleep 1.5
+  # a host process takes the place of the dead init in the record (pid reuse)
+  sleep 1000 &
+  local victim=$!
+  BG_PIDS="$BG_PIDS $victim"
+  sqlite3 "$BASE/hero.db" "UPDATE containers SET pid=$victim, state='running' WHERE instance='$INST' AND name='gone';"
+  pb down <<'EOF'
+!!heropods.container_stop name:'gone' timeout:1s
+EOF
+  hero_run down
+  [ "$status" -eq 0 ]
+  kill -0 "$victim"          # still alive: hero did not signal it
+  kill "$victim"
+  assert_clean
+}
+
 # ---------------------------------------------------------------- roots
 
 @test "two containers of one image do not see each other's writes" {
