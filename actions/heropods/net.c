@@ -1,0 +1,602 @@
+/* The network module over netlink (libmnl): the instance's bridge and its gateway
+ * address, IPv4 forwarding, and per container a veth pair whose peer is created
+ * directly inside the container's network namespace. Never spawns `ip`: each step
+ * is one request with NLM_F_ACK, and the kernel's refusal is reported with its own
+ * errno text (plus its extended-ack message when it sends one). */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/if.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Requests are small; replies (one link) are a few KB. */
+#define REQ_SIZE 1024
+#define REPLY_SIZE 16384
+#define EXTACK_SIZE 256
+
+typedef struct nl {
+    struct mnl_socket *sock;
+    unsigned portid;
+    unsigned seq;
+    char extack[EXTACK_SIZE]; /* the kernel's message for the last refusal, or "" */
+} nl_t;
+
+/* ---- errors ---- */
+
+/* "what: strerror(code)" or, when the kernel explained itself,
+ * "what: strerror(code) (kernel's text)". Returns -1. */
+static int nl_fail(hero_error_t *err, const nl_t *nl, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int nl_fail(hero_error_t *err, const nl_t *nl, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *what = hero_xvasprintf(fmt, ap);
+    va_end(ap);
+    if (nl && nl->extack[0]) {
+        hero_error_set(err, 0, "%s: %s (%s)", what, strerror(code), nl->extack);
+        if (err)
+            err->code = code;
+    } else {
+        hero_error_set(err, code, "%s", what);
+    }
+    free(what);
+    return -1;
+}
+
+static int check_ifname(const char *name, const char *role, hero_error_t *err)
+{
+    if (!name || !*name)
+        return hero_error_set(err, EINVAL, "the %s name is empty", role);
+    if (strlen(name) > HERO_NET_IFNAME_MAX)
+        return hero_error_set(err, 0, "the %s name %s is longer than %d characters", role,
+                              name, HERO_NET_IFNAME_MAX);
+    if (strchr(name, '/') || strchr(name, ':') || strpbrk(name, " \t\n") ||
+        !strcmp(name, ".") || !strcmp(name, ".."))
+        return hero_error_set(err, 0, "the %s name %s is not a valid interface name", role,
+                              name);
+    return 0;
+}
+
+/* ---- sockets ---- */
+
+static int nl_bind(nl_t *nl, hero_error_t *err)
+{
+    if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+        hero_error_set(err, errno, "cannot bind a netlink socket");
+        mnl_socket_close(nl->sock);
+        nl->sock = NULL;
+        return -1;
+    }
+    /* Extended acks carry the kernel's own text; capped acks keep replies small.
+     * Both are optional: an old kernel simply does not send them. */
+    int on = 1;
+    mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &on, sizeof(on));
+    mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &on, sizeof(on));
+    nl->portid = mnl_socket_get_portid(nl->sock);
+    nl->seq = (unsigned)time(NULL);
+    nl->extack[0] = 0;
+    return 0;
+}
+
+/* A socket in the calling thread's network namespace (the host's). */
+static int nl_open(nl_t *nl, hero_error_t *err)
+{
+    memset(nl, 0, sizeof(*nl));
+    nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (!nl->sock)
+        return hero_error_set(err, errno, "cannot open a netlink socket");
+    return nl_bind(nl, err);
+}
+
+/* A socket that lives in the namespace nsfd: setns() affects only the calling thread
+ * and a socket keeps the namespace it was made in, so switch, open, switch back. */
+static int nl_open_in(nl_t *nl, int nsfd, int pid, hero_error_t *err)
+{
+    memset(nl, 0, sizeof(*nl));
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0)
+        return hero_error_set(err, errno, "cannot open hero's own network namespace");
+    int rc = -1;
+    if (setns(nsfd, CLONE_NEWNET) < 0) {
+        hero_error_set(err, errno, "cannot enter the network namespace of pid %d", pid);
+    } else {
+        nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+        int e = errno;
+        if (setns(self, CLONE_NEWNET) < 0) {
+            /* hero would go on in the container's namespace: nothing safe is left */
+            perror("hero: cannot return to its own network namespace");
+            _exit(70);
+        }
+        if (!nl->sock)
+            hero_error_set(err, e, "cannot open a netlink socket in the network namespace "
+                                   "of pid %d", pid);
+        else
+            rc = nl_bind(nl, err);
+    }
+    close(self);
+    return rc;
+}
+
+static void nl_close(nl_t *nl)
+{
+    if (nl->sock)
+        mnl_socket_close(nl->sock);
+    nl->sock = NULL;
+}
+
+/* ---- one request, its replies, its ack ---- */
+
+static void read_extack(nl_t *nl, const struct nlmsghdr *m)
+{
+    const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+    if (!(m->nlmsg_flags & NLM_F_ACK_TLVS))
+        return;
+    size_t off = sizeof(*e);
+    if (!(m->nlmsg_flags & NLM_F_CAPPED))
+        off += MNL_ALIGN(mnl_nlmsg_get_payload_len(&e->msg));
+    if (MNL_NLMSG_HDRLEN + off > m->nlmsg_len)
+        return;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, m, off) {
+        if (mnl_attr_get_type(a) == NLMSGERR_ATTR_MSG &&
+            mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0) {
+            snprintf(nl->extack, sizeof(nl->extack), "%s", mnl_attr_get_str(a));
+            /* the kernel's sentences sometimes end with a newline or a full stop */
+            size_t n = strlen(nl->extack);
+            while (n && (nl->extack[n - 1] == '\n' || nl->extack[n - 1] == ' '))
+                nl->extack[--n] = 0;
+        }
+    }
+}
+
+/* Sends nlh and reads until its ack (or the end of a dump). Every other message
+ * answering this request goes to cb. Returns 0, or -errno: the kernel's, or the
+ * socket's. nl->extack holds the kernel's text for a refusal. */
+static int nl_talk(nl_t *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
+{
+    nl->extack[0] = 0;
+    unsigned seq = nlh->nlmsg_seq = ++nl->seq;
+    if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+        return -errno;
+    char *buf = hero_xmalloc(REPLY_SIZE);
+    int rc = 0;
+    for (;;) {
+        ssize_t n = mnl_socket_recvfrom(nl->sock, buf, REPLY_SIZE);
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        int len = (int)n;
+        for (const struct nlmsghdr *m = (const void *)buf; mnl_nlmsg_ok(m, len);
+             m = mnl_nlmsg_next(m, &len)) {
+            if (m->nlmsg_seq != seq || m->nlmsg_pid != nl->portid)
+                continue; /* not ours (a late answer to something else) */
+            if (m->nlmsg_type == NLMSG_ERROR) {
+                if (m->nlmsg_len < mnl_nlmsg_size(sizeof(struct nlmsgerr))) {
+                    rc = -EBADMSG;
+                } else {
+                    const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+                    rc = e->error; /* 0 for an ack, -errno for a refusal */
+                    if (rc)
+                        read_extack(nl, m);
+                }
+                goto out;
+            }
+            if (m->nlmsg_type == NLMSG_DONE)
+                goto out;
+            if (cb && m->nlmsg_type >= NLMSG_MIN_TYPE)
+                cb(m, data);
+        }
+    }
+out:
+    free(buf);
+    return rc;
+}
+
+static struct nlmsghdr *req_init(char *buf, uint16_t type, uint16_t flags)
+{
+    memset(buf, 0, REQ_SIZE);
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    return nlh;
+}
+
+/* ---- links ---- */
+
+typedef struct link_info {
+    int index;
+    char kind[32]; /* IFLA_INFO_KIND ("bridge", "veth", ...), "" for none */
+} link_info_t;
+
+static int on_link(const struct nlmsghdr *m, void *data)
+{
+    link_info_t *li = data;
+    if (m->nlmsg_type != RTM_NEWLINK)
+        return MNL_CB_OK;
+    const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(m);
+    li->index = ifm->ifi_index;
+    const struct nlattr *a, *b;
+    mnl_attr_for_each(a, m, sizeof(*ifm)) {
+        if (mnl_attr_get_type(a) != IFLA_LINKINFO)
+            continue;
+        mnl_attr_for_each_nested(b, a) {
+            if (mnl_attr_get_type(b) == IFLA_INFO_KIND &&
+                mnl_attr_validate(b, MNL_TYPE_STRING) == 0)
+                snprintf(li->kind, sizeof(li->kind), "%.*s",
+                         (int)strnlen(mnl_attr_get_payload(b), mnl_attr_get_payload_len(b)),
+                         (const char *)mnl_attr_get_payload(b));
+        }
+    }
+    return MNL_CB_OK;
+}
+
+/* 0 and li filled, -ENODEV when there is no such link, or another -errno. */
+static int link_get(nl_t *nl, const char *name, link_info_t *li)
+{
+    memset(li, 0, sizeof(*li));
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_GETLINK, 0);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+    mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    int rc = nl_talk(nl, nlh, on_link, li);
+    if (rc == 0 && li->index <= 0)
+        rc = -ENODEV;
+    return rc;
+}
+
+static int link_set_up(nl_t *nl, int index)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    ifm->ifi_index = index;
+    ifm->ifi_flags = IFF_UP;
+    ifm->ifi_change = IFF_UP;
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+static int link_del_by_name(nl_t *nl, const char *name)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_DELLINK, 0);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+static int addr_add(nl_t *nl, int index, uint32_t addr, int prefix_len)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+    ifa->ifa_family = AF_INET;
+    ifa->ifa_prefixlen = (unsigned char)prefix_len;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = (unsigned)index;
+    mnl_attr_put_u32(nlh, IFA_LOCAL, htonl(addr));
+    mnl_attr_put_u32(nlh, IFA_ADDRESS, htonl(addr));
+    if (prefix_len < 31) {
+        uint32_t host_mask = prefix_len == 0 ? 0xffffffffu : (1u << (32 - prefix_len)) - 1;
+        mnl_attr_put_u32(nlh, IFA_BROADCAST, htonl(addr | host_mask));
+    }
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+static int route_default_add(nl_t *nl, int index, uint32_t gateway)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+    rtm->rtm_family = AF_INET;
+    rtm->rtm_dst_len = 0;
+    rtm->rtm_table = RT_TABLE_MAIN;
+    rtm->rtm_protocol = RTPROT_BOOT;
+    rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+    rtm->rtm_type = RTN_UNICAST;
+    mnl_attr_put_u32(nlh, RTA_GATEWAY, htonl(gateway));
+    mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)index);
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+static void ip4_str(uint32_t a, char out[16])
+{
+    snprintf(out, 16, "%u.%u.%u.%u", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
+}
+
+static int check_prefix(int prefix_len, hero_error_t *err)
+{
+    if (prefix_len < 1 || prefix_len > 32)
+        return hero_error_set(err, 0, "prefix length %d is not between 1 and 32", prefix_len);
+    return 0;
+}
+
+/* ---- the bridge ---- */
+
+static const char *kind_name(const link_info_t *li)
+{
+    return li->kind[0] ? li->kind : "device without a kind";
+}
+
+int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
+                           hero_error_t *err)
+{
+    if (check_ifname(name, "bridge", err) < 0 || check_prefix(prefix_len, err) < 0)
+        return -1;
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    int rc = -1;
+    link_info_t li;
+    int r = link_get(&nl, name, &li);
+    if (r == -ENODEV) {
+        char buf[REQ_SIZE];
+        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = AF_UNSPEC;
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+        struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+        mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+        mnl_attr_nest_end(nlh, info);
+        r = nl_talk(&nl, nlh, NULL, NULL);
+        /* EEXIST: another hero made it in between; look at what is there now */
+        if (r < 0 && r != -EEXIST) {
+            nl_fail(err, &nl, -r, "cannot create bridge %s", name);
+            goto out;
+        }
+        r = link_get(&nl, name, &li);
+    }
+    if (r < 0) {
+        nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+        goto out;
+    }
+    if (strcmp(li.kind, "bridge") != 0) {
+        hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists and "
+                               "is a %s, not a bridge", name, kind_name(&li));
+        goto out;
+    }
+    r = addr_add(&nl, li.index, gateway, prefix_len);
+    if (r < 0 && r != -EEXIST) {
+        char a[16];
+        ip4_str(gateway, a);
+        nl_fail(err, &nl, -r, "cannot add address %s/%d to bridge %s", a, prefix_len, name);
+        goto out;
+    }
+    r = link_set_up(&nl, li.index);
+    if (r < 0) {
+        nl_fail(err, &nl, -r, "cannot set bridge %s up", name);
+        goto out;
+    }
+    rc = 0;
+out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_bridge_delete(const char *name, hero_error_t *err)
+{
+    if (check_ifname(name, "bridge", err) < 0)
+        return -1;
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    int rc = 0;
+    link_info_t li;
+    int r = link_get(&nl, name, &li);
+    if (r == -ENODEV)
+        goto out;
+    if (r < 0) {
+        rc = nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+        goto out;
+    }
+    if (strcmp(li.kind, "bridge") != 0) {
+        rc = hero_error_set(err, 0, "will not delete %s: it is a %s, not a bridge", name,
+                            kind_name(&li));
+        goto out;
+    }
+    r = link_del_by_name(&nl, name);
+    if (r < 0 && r != -ENODEV)
+        rc = nl_fail(err, &nl, -r, "cannot delete bridge %s", name);
+out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_ipv4_forwarding(hero_error_t *err)
+{
+    const char *path = "/proc/sys/net/ipv4/ip_forward";
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return hero_error_set(err, errno, "cannot open %s", path);
+    ssize_t n = write(fd, "1\n", 2);
+    int e = errno;
+    if (close(fd) < 0 && n == 2) {
+        n = -1;
+        e = errno;
+    }
+    if (n != 2)
+        return hero_error_set(err, n < 0 ? e : EIO, "cannot enable IPv4 forwarding (%s)", path);
+    return 0;
+}
+
+int hero_net_link_delete(const char *name, hero_error_t *err)
+{
+    if (check_ifname(name, "link", err) < 0)
+        return -1;
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    int rc = 0;
+    int r = link_del_by_name(&nl, name);
+    if (r < 0 && r != -ENODEV)
+        rc = nl_fail(err, &nl, -r, "cannot delete link %s", name);
+    nl_close(&nl);
+    return rc;
+}
+
+/* ---- a container's veth ---- */
+
+/* Inside the container: eth0 gets its address and goes up, lo goes up, and the
+ * default route goes via the gateway. */
+static int configure_inside(int nsfd, int pid, uint32_t addr, int prefix_len,
+                            uint32_t gateway, hero_error_t *err)
+{
+    nl_t nl;
+    if (nl_open_in(&nl, nsfd, pid, err) < 0)
+        return -1;
+    int rc = -1, r;
+    char a[16], g[16];
+    ip4_str(addr, a);
+    ip4_str(gateway, g);
+    link_info_t eth0, lo;
+    if ((r = link_get(&nl, "eth0", &eth0)) < 0) {
+        nl_fail(err, &nl, -r, "cannot find eth0 in the container (pid %d)", pid);
+        goto out;
+    }
+    if ((r = addr_add(&nl, eth0.index, addr, prefix_len)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add address %s/%d to eth0 in the container (pid %d)", a,
+                prefix_len, pid);
+        goto out;
+    }
+    if ((r = link_set_up(&nl, eth0.index)) < 0) {
+        nl_fail(err, &nl, -r, "cannot set eth0 up in the container (pid %d)", pid);
+        goto out;
+    }
+    if ((r = link_get(&nl, "lo", &lo)) < 0 || (r = link_set_up(&nl, lo.index)) < 0) {
+        nl_fail(err, &nl, -r, "cannot bring up lo in the container (pid %d)", pid);
+        goto out;
+    }
+    if ((r = route_default_add(&nl, eth0.index, gateway)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add the default route via %s in the container (pid %d)",
+                g, pid);
+        goto out;
+    }
+    rc = 0;
+out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_veth_attach(int pid, const char *host_name, const char *bridge, uint32_t addr,
+                         int prefix_len, uint32_t gateway, hero_error_t *err)
+{
+    if (pid <= 0)
+        return hero_error_set(err, EINVAL, "cannot attach %s: no container pid", host_name);
+    if (check_ifname(host_name, "host-side veth", err) < 0 ||
+        check_ifname(bridge, "bridge", err) < 0 || check_prefix(prefix_len, err) < 0)
+        return -1;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0)
+        return hero_error_set(err, errno, "cannot open the network namespace of pid %d", pid);
+    nl_t nl;
+    if (nl_open(&nl, err) < 0) {
+        close(nsfd);
+        return -1;
+    }
+    int rc = -1, r;
+    link_info_t br;
+    if ((r = link_get(&nl, bridge, &br)) < 0) {
+        nl_fail(err, &nl, -r, "cannot attach %s to bridge %s", host_name, bridge);
+        goto out;
+    }
+
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    ifm->ifi_flags = IFF_UP;
+    ifm->ifi_change = IFF_UP;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
+    mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)br.index);
+    struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+    struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+    struct nlattr *peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+    struct ifinfomsg *pifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*pifm));
+    pifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, "eth0");
+    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
+    mnl_attr_nest_end(nlh, peer);
+    mnl_attr_nest_end(nlh, data);
+    mnl_attr_nest_end(nlh, info);
+    if ((r = nl_talk(&nl, nlh, NULL, NULL)) < 0) {
+        /* nothing was created: a link of this name, if any, is not ours to remove */
+        nl_fail(err, &nl, -r, "cannot create veth %s on bridge %s", host_name, bridge);
+        goto out;
+    }
+
+    if (configure_inside(nsfd, pid, addr, prefix_len, gateway, err) < 0) {
+        /* deleting the host end deletes its peer in the container too */
+        link_del_by_name(&nl, host_name);
+        hero_error_wrap(err, "cannot set up the network of veth %s", host_name);
+        goto out;
+    }
+    rc = 0;
+out:
+    nl_close(&nl);
+    close(nsfd);
+    return rc;
+}
+
+/* ---- names ---- */
+
+static int base36(uint64_t v, char *out)
+{
+    char tmp[16];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36];
+        v /= 36;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+    return n;
+}
+
+void hero_net_host_name(const char *store_uid, int64_t id, char out[16])
+{
+    /* 36^7: the largest id whose 7 base-36 digits fit after "vh" and 6 uid digits */
+    const int64_t short_limit = 78364164096;
+    if (id >= 0 && id < short_limit) {
+        out[0] = 'v';
+        out[1] = 'h';
+        bool end = !store_uid;
+        for (int i = 0; i < 6; i++) {
+            char c = end ? 0 : store_uid[i];
+            if (!c)
+                end = true;
+            if (c >= 'A' && c <= 'F')
+                c = (char)(c - 'A' + 'a');
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                c = '0';
+            out[2 + i] = c;
+        }
+        base36((uint64_t)id, out + 8);
+    } else {
+        out[0] = 'v';
+        out[1] = 'x';
+        base36((uint64_t)id, out + 2);
+    }
+}

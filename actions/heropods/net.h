@@ -1,0 +1,59 @@
+/* The network module: links, addresses and routes over netlink, in-process (libmnl).
+ * No program is ever spawned. Every request asks for the kernel's ack; a refusal is
+ * reported as "<what hero tried>: <strerror of the kernel's errno>", followed by the
+ * kernel's extended-ack text in parentheses when it gave one.
+ *
+ * "The host" below means the network namespace of the calling thread. IPv4 addresses
+ * are uint32_t in host byte order (10.197.0.1 is 0x0ac50001).
+ *
+ * Per instance (idempotent, re-applied on every run):
+ *     hero_net_bridge_ensure(bridge_name, gateway_ip, prefix_len)
+ *     hero_net_ipv4_forwarding()
+ * Per container, after `crun create` and before `crun start`:
+ *     hero_net_host_name(store uid, container id) -> host-side name
+ *     hero_net_veth_attach(init pid, host name, bridge, leased addr, prefix, gateway)
+ * and on stop, delete, or a failed start: hero_net_link_delete(host name). */
+#ifndef HERO_NET_H
+#define HERO_NET_H
+
+#include <stdint.h>
+
+#include "runtime/error.h"
+
+/* Longest interface name the kernel accepts (IFNAMSIZ - 1). */
+#define HERO_NET_IFNAME_MAX 15
+
+/* Creates the bridge `name` if it does not exist, makes sure gateway/prefix_len is
+ * on it (an address already there is fine) and sets it up. Idempotent. An existing
+ * link of that name that is not a bridge is an error naming it. */
+int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
+                           hero_error_t *err);
+
+/* Deletes the bridge `name`; a missing one is fine. Refuses a link of that name that
+ * is not a bridge. */
+int hero_net_bridge_delete(const char *name, hero_error_t *err);
+
+/* Writes 1 to /proc/sys/net/ipv4/ip_forward (of the caller's network namespace). */
+int hero_net_ipv4_forwarding(hero_error_t *err);
+
+/* Creates a veth pair whose peer is made directly inside the network namespace of
+ * `pid` under the name eth0; the host end `host_name` is enslaved to `bridge` and
+ * set up. Then, inside the namespace: eth0 gets addr/prefix_len and goes up, lo goes
+ * up, and the default route goes via `gateway`. On any failure the host end (and so
+ * the pair) is deleted before the error is returned. */
+int hero_net_veth_attach(int pid, const char *host_name, const char *bridge, uint32_t addr,
+                         int prefix_len, uint32_t gateway, hero_error_t *err);
+
+/* Deletes the link `name` on the host (a veth end takes its peer with it); a missing
+ * link is fine. */
+int hero_net_link_delete(const char *name, hero_error_t *err);
+
+/* The host-side interface name of a container: "vh" + the first 6 hex digits of the
+ * store's uid + the container id in base 36 (lowercase). Always at most 15
+ * characters and distinct for distinct ids of one store: ids below 36^7 (about
+ * 7.8e10, so every id up to 2^36) take this form; larger or negative ids take
+ * "vx" + the id as an unsigned 64-bit number in base 36 (at most 13 digits), a
+ * form that cannot meet the first one. */
+void hero_net_host_name(const char *store_uid, int64_t id, char out[16]);
+
+#endif
