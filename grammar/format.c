@@ -105,7 +105,7 @@ static void fb_spaces(fbuf_t *b, int n)
 static bool is_key_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '/';
+           c == '_' || c == '.' || c == '/' || c == '-'; /* as the lexer's key rule */
 }
 
 typedef enum { CTX_VALUE, CTX_LISTITEM, CTX_BRACKET, CTX_POSITIONAL } item_ctx_t;
@@ -179,8 +179,29 @@ static void put_item(fbuf_t *b, const hs_item_t *it, item_ctx_t ctx, int indent)
         put_quoted_line(b, it->p, it->len, q);
     } else {
         /* one line per line of the value, indented one step deeper than the key; the
-         * lexer's dedent takes exactly that indentation away again */
+         * lexer's dedent takes exactly that indentation away again. When every line
+         * of text starts with a blank, dedent would take those blanks too: then the
+         * first line goes right after the quote, where it is kept as it is. */
         const char *p = it->p, *e = it->p + it->len;
+        bool all_indented = true, any_text = false;
+        for (const char *l = p; l <= e && all_indented;) {
+            const char *le = memchr(l, '\n', (size_t)(e - l));
+            if (!le)
+                le = e;
+            const char *t = l;
+            while (t < le && (*t == ' ' || *t == '\t'))
+                t++;
+            if (t < le) {
+                any_text = true;
+                all_indented = t > l;
+            }
+            l = le + 1;
+        }
+        if (any_text && all_indented) {
+            const char *le = memchr(p, '\n', (size_t)(e - p));
+            put_quoted_line(b, p, (size_t)(le - p), q);
+            p = le + 1;
+        }
         while (p <= e) {
             const char *le = memchr(p, '\n', (size_t)(e - p));
             if (!le)
