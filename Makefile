@@ -109,7 +109,7 @@ $(BUILD)/fuzz_parse: $(LIB_SRCS) $(GEN_SRCS) tests/fuzz/fuzz_parse.c tests/fuzz/
 	tests/fuzz/build.sh $@
 
 check: deps all unit $(BUILD)/fuzz_parse cgroup-fix
-	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run $(BUILD)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$${FUZZ_SEED:-20261122} tests/run $(BUILD)
 
 fuzz: $(BUILD)/fuzz_parse
 	tests/fuzz/run $(BUILD)/fuzz_parse $(FUZZ_SECONDS)
