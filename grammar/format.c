@@ -387,3 +387,14 @@ void hs_format(FILE *out, const hs_doc_t *doc)
         fwrite(b.p, 1, b.n, out);
     free(b.p);
 }
+
+char *hs_format_string(const hs_doc_t *doc, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    if (!f)
+        abort();
+    hs_format(f, doc);
+    fclose(f);
+    return buf;
+}

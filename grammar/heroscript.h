@@ -172,6 +172,8 @@ void hs_playbook_free(hs_playbook_t *pb);
 
 /* Writes the canonical form of a doc (see heroscript(5), "Canonical form"). */
 void hs_format(FILE *out, const hs_doc_t *doc);
+/* The same into a new NUL-terminated string of *len bytes; caller frees. */
+char *hs_format_string(const hs_doc_t *doc, size_t *len);
 
 /* Prints actions one per line in a stable, unambiguous form (tests, `hero dump`). */
 void hs_dump_action(FILE *out, const hs_action_t *a);

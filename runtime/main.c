@@ -118,16 +118,6 @@ static int cmd_run(int argc, char **argv)
     return rc;
 }
 
-static char *format_to_string(const hs_doc_t *doc, size_t *len)
-{
-    char *buf = NULL;
-    FILE *f = open_memstream(&buf, len);
-    if (!f)
-        abort();
-    hs_format(f, doc);
-    fclose(f);
-    return buf;
-}
 
 /* Replaces the file (the target, when `path` is a symlink) through a temporary
  * file and rename, keeping its mode so an executable playbook stays executable. */
@@ -227,7 +217,7 @@ static int cmd_fmt(int argc, char **argv)
             rc = EXIT_USAGE;
         } else {
             size_t len;
-            char *out = format_to_string(&doc, &len);
+            char *out = hs_format_string(&doc, &len);
             bool same = len == src->len && memcmp(out, src->text, len) == 0;
             if (check) {
                 if (!same) {

@@ -167,16 +167,6 @@ static bool includes_safe(const char *data, size_t size, bool markdown)
 }
 
 /* ---- helpers ---- */
-static char *format_doc(const hs_doc_t *doc, size_t *len)
-{
-    char *buf = NULL;
-    FILE *f = open_memstream(&buf, len);
-    if (!f)
-        abort();
-    hs_format(f, doc);
-    fclose(f);
-    return buf;
-}
 
 static char *dump_actions(const hs_action_t *acts, size_t n, size_t *len)
 {
@@ -350,7 +340,7 @@ static void check_fmt(const char *data, size_t size)
     hs_parse(src1, arena1, &d1, true, &doc1);
     if (d1.nerrors == 0) {
         size_t len1 = 0;
-        char *out1 = format_doc(&doc1, &len1);
+        char *out1 = hs_format_string(&doc1, &len1);
 
         hs_source_t *src2 = hs_source_from_mem("fuzz.heroscript", out1, len1, false);
         hs_arena_t *arena2 = hs_arena_new();
@@ -368,7 +358,7 @@ static void check_fmt(const char *data, size_t size)
         }
 
         size_t len2 = 0;
-        char *out2 = format_doc(&doc2, &len2);
+        char *out2 = hs_format_string(&doc2, &len2);
         if (len1 != len2 || memcmp(out1, out2, len1) != 0) {
             fprintf(stderr, "fuzz_parse: invariant (b) broken: fmt is not idempotent\n");
             show("input", data, size);
