@@ -19,7 +19,7 @@ VERSION := 0.1.0
 
 HERO_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(GEN) \
                -DHERO_VERSION='"$(VERSION)"'
-LIBS := -luv -lsqlite3 -ljansson -lmnl -lcrypto
+LIBS := -luv -lsqlite3 -ljansson -lmnl -lnftables -lcrypto
 
 LEMPAR := /usr/share/lemon/lempar.c
 
