@@ -905,6 +905,15 @@ static json_t *inspect_json(cli_t *c, const view_t *v)
     json_object_set(o, "cgroup", json_is_string(cg) ? cg : json_null());
     json_decref(cfg);
     json_object_set_new(o, "init_status", init_status_json(v->dir));
+    /* its address: leased at its first start, kept until it is deleted */
+    uint32_t a;
+    if (c->store && hero_store_lease_get(c->store, v->r.instance, v->r.id, &a, NULL) == 0) {
+        char ip[16];
+        snprintf(ip, sizeof(ip), "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+        json_object_set_new(o, "ipv4", json_string(ip));
+    } else {
+        json_object_set_new(o, "ipv4", json_null());
+    }
     /* crun's live view */
     char *rootopt = hero_xasprintf("--root=%s", root);
     char *argv[] = {"crun", rootopt, "state", cid, NULL};

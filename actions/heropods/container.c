@@ -61,6 +61,7 @@ struct op {
     int crun_inflight;      /* crun commands running for this op */
     bool cancel_requested;  /* SIGINT during a start: undo once crun's step is done */
     int64_t log_mark;       /* the log's size before crun create: what crun adds after is its */
+    uint32_t addr;          /* the container's IPv4 address (its lease) */
     /* stop */
     bool killed;
     op_step after_stop;     /* delete runs a stop first */
@@ -573,6 +574,12 @@ static void start_have_image(hero_image_t *img, hero_error_t *err, void *data)
     if (hero_pods_mount_root(op->in, op->rec.id, img->rootfs, &e) < 0 ||
         hero_pods_write_etc(op->in, op->rec.id, hostname, &e) < 0 ||
         hero_pods_clear_run(op->in, op->rec.id, &e) < 0 || write_config(op, &e) < 0 ||
+        /* the network's host side, the address and the names come before crun
+         * create: a taken port or a full subnet fails before anything runs */
+        hero_pods_net_instance_up(op->in, false, &e) < 0 ||
+        hero_pods_net_ports_check(op->in, op->rec.id, op->spec.ports, &e) < 0 ||
+        hero_pods_net_lease(op->in, op->rec.id, &op->addr, &e) < 0 ||
+        hero_pods_hosts_update(op->in, &e) < 0 ||
         hero_store_hostobj_add(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0) {
         start_fail(op, &e);
         return;
@@ -596,6 +603,8 @@ static void start_cleaned(const hero_proc_result_t *r, hero_error_t *err, void *
         op->err = *err;
         *err = (hero_error_t)HERO_ERROR_INIT;
     }
+    hero_pods_net_ctr_down(op->in, op->rec.id, &e);
+    hero_error_clear(&e);
     hero_pods_umount_root(op->in, op->rec.id, &e);
     hero_error_clear(&e);
     op_end(op, -1, NULL);
@@ -727,10 +736,10 @@ static void start_created(const hero_proc_result_t *r, hero_error_t *err, void *
         fclose(f);
     free(pidfile);
     op->pid = pid;
-    /* between create and start: the network (loopback until the network module),
-     * so the entrypoint sees it from its first instruction */
+    /* between create and start: the network, so the entrypoint sees it from its
+     * first instruction */
     if (!e.msg)
-        hero_pods_loopback_up((int)pid, &e);
+        hero_pods_net_ctr_up(op->in, op->rec.id, (int)pid, op->addr, op->spec.ports, &e);
     if (e.msg) {
         start_fail(op, &e);
         return;
@@ -1042,6 +1051,7 @@ static void stop_deleted(const hero_proc_result_t *r, hero_error_t *err, void *d
         return;
     }
     if (hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0 ||
+        hero_pods_net_ctr_down(op->in, op->rec.id, &e) < 0 ||
         hero_pods_umount_root(op->in, op->rec.id, &e) < 0) {
         op_end(op, -1, &e);
         return;
@@ -1199,6 +1209,12 @@ static void delete_torn_down(int rc, hero_error_t *err, void *data)
     op_t *op = data;
     if (rc < 0) {
         op_end(op, -1, err);
+        return;
+    }
+    /* its lease is gone: the other containers stop listing it */
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_pods_hosts_update(op->in, &e) < 0) {
+        op_end(op, -1, &e);
         return;
     }
     op_end(op, 0, NULL);

@@ -74,6 +74,8 @@ static hero_pods_instance_t *register_instance(const char *name, const char *bas
     in->base_dir = hero_xstrdup(base_dir);
     in->store = store;
     in->dns_servers = dns_from_settings(settings);
+    hero_pods_net_from_settings(&in->net, settings);
+    in->net_ready = false;
     return in;
 }
 
@@ -125,6 +127,7 @@ void hero_heropods_shutdown(void)
         free(instances[i]->name);
         free(instances[i]->base_dir);
         hero_strv_free(instances[i]->dns_servers);
+        hero_pods_net_clear(&instances[i]->net);
         free(instances[i]);
     }
     free(instances);
@@ -142,6 +145,7 @@ typedef struct configure_op {
     hero_task_t *t;
     hero_pods_instance_t *in;
     char *settings;
+    char *old_settings;      /* the stored settings before this configure, or NULL */
     hero_container_rec_t *ctrs;
     size_t nctrs, next;
 } configure_op_t;
@@ -207,13 +211,31 @@ static void configure_op_free(configure_op_t *op)
 {
     hero_container_recs_free(op->ctrs, op->nctrs);
     free(op->settings);
+    free(op->old_settings);
     free(op->in->name);
     free(op->in->base_dir);
     free(op->in);
     free(op);
 }
 
-/* Saves the settings (on success) and ends the action. */
+/* The old network goes when the new one is another bridge, subnet or gateway (or
+ * on reset): its rules and bridge would otherwise be left behind. */
+static int old_network_down(configure_op_t *op, bool reset, hero_error_t *err)
+{
+    if (!op->old_settings)
+        return 0;
+    hero_pods_net_t old = {0}, new_ = {0};
+    hero_pods_net_from_settings(&old, op->old_settings);
+    hero_pods_net_from_settings(&new_, op->settings);
+    int rc = 0;
+    if (reset || !hero_pods_net_same(&old, &new_))
+        rc = hero_pods_net_instance_down(op->in, &old, err);
+    hero_pods_net_clear(&old);
+    hero_pods_net_clear(&new_);
+    return rc;
+}
+
+/* Saves the settings and applies the network (on success), and ends the action. */
 static void configure_finish(configure_op_t *op, int rc, hero_error_t *err)
 {
     hero_error_t e = HERO_ERROR_INIT;
@@ -221,7 +243,13 @@ static void configure_finish(configure_op_t *op, int rc, hero_error_t *err)
         rc = -1;
         err = &e;
     } else if (rc == 0) {
-        register_instance(op->in->name, op->in->base_dir, op->in->store, op->settings);
+        hero_pods_instance_t *in =
+            register_instance(op->in->name, op->in->base_dir, op->in->store, op->settings);
+        /* re-applied on every configure, also when the bridge exists already */
+        if (hero_pods_net_instance_up(in, true, &e) < 0) {
+            rc = -1;
+            err = &e;
+        }
     }
     hero_task_t *t = op->t;
     configure_op_free(op);
@@ -234,7 +262,10 @@ static void reset_next(int rc, hero_error_t *err, void *data);
 static void reset_step(configure_op_t *op)
 {
     if (op->next == op->nctrs) {
-        configure_finish(op, 0, NULL);
+        hero_error_t e = HERO_ERROR_INIT;
+        int rc = old_network_down(op, true, &e);
+        configure_finish(op, rc, &e);
+        hero_error_clear(&e);
         return;
     }
     int64_t id = op->ctrs[op->next++].id;
@@ -275,28 +306,25 @@ int hero_heropods_configure_start(hero_task_t *t, hero_error_t *err)
     op->in->base_dir = base;
     op->in->store = st;
     int rc = hero_store_container_list(st, name, &op->ctrs, &op->nctrs, err);
+    if (rc == 0 && hero_store_instance_get(st, name, &op->old_settings, err) < 0)
+        rc = -1;
     if (rc == 0 && hero_arg_bool(a, "reset")) {
         json_decref(settings);
         reset_step(op);
         return 0;
     }
-    if (rc == 0 && op->nctrs) {
-        char *old = NULL;
-        int g = hero_store_instance_get(st, name, &old, err);
-        if (g < 0)
-            rc = -1;
-        if (g == 0) {
-            char *diff = network_diff(old, settings);
-            if (diff) {
-                rc = hero_error_set(err, 0,
-                                    "instance '%s' has %zu container%s and its network settings "
-                                    "differ (%s): delete them first, or use reset:true",
-                                    name, op->nctrs, op->nctrs == 1 ? "" : "s", diff);
-                free(diff);
-            }
-            free(old);
+    if (rc == 0 && op->nctrs && op->old_settings) {
+        char *diff = network_diff(op->old_settings, settings);
+        if (diff) {
+            rc = hero_error_set(err, 0,
+                                "instance '%s' has %zu container%s and its network settings "
+                                "differ (%s): delete them first, or use reset:true",
+                                name, op->nctrs, op->nctrs == 1 ? "" : "s", diff);
+            free(diff);
         }
     }
+    if (rc == 0)
+        rc = old_network_down(op, false, err);
     json_decref(settings);
     configure_finish(op, rc, err);
     return 0;

@@ -12,11 +12,22 @@
 #include "runtime/store.h"
 
 /* ---- instances (instance.c) ---- */
+/* An instance's IPv4 network, from its configure settings. Addresses in host byte
+ * order. */
+typedef struct hero_pods_net {
+    char *bridge;
+    uint32_t subnet, gateway;
+    int prefix_len;
+    bool nat;
+} hero_pods_net_t;
+
 typedef struct hero_pods_instance {
     char *name;
     char *base_dir;
     hero_store_t *store;     /* shared by every instance of the same base dir */
     char **dns_servers;      /* NULL-terminated */
+    hero_pods_net_t net;
+    bool net_ready;          /* this process has applied the network since configure */
 } hero_pods_instance_t;
 
 /* The instance for an action: configured earlier in this run, or found in the
@@ -72,9 +83,38 @@ int hero_pods_clear_run(const hero_pods_instance_t *in, int64_t id, hero_error_t
 /* Removes a directory tree (no error when it is already gone). */
 int hero_pods_rmtree(const char *path, hero_error_t *err);
 
-/* ---- the container's network namespace (netns.c) ---- */
-/* Brings up `lo` in the network namespace of pid, over netlink. */
-int hero_pods_loopback_up(int pid, hero_error_t *err);
+/* ---- the network of instances and containers (ctrnet.c) ---- */
+/* Reads bridge_name, subnet, gateway_ip and nat from settings JSON (defaults for
+ * what is missing); frees what n held. */
+void hero_pods_net_from_settings(hero_pods_net_t *n, const char *settings);
+void hero_pods_net_clear(hero_pods_net_t *n);
+/* Same bridge, subnet and gateway (nat may differ: re-applying the rules fixes it). */
+bool hero_pods_net_same(const hero_pods_net_t *a, const hero_pods_net_t *b);
+/* The bridge with its gateway, IPv4 forwarding and the nftables table: once per
+ * process, or again when `again` (configure re-applies every time). */
+int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t *err);
+/* Removes the table and the bridge of `net` (an instance's old settings). */
+int hero_pods_net_instance_down(const hero_pods_instance_t *in, const hero_pods_net_t *net,
+                                hero_error_t *err);
+/* The container's address: its lease, kept across stop/start, else a new one. */
+int hero_pods_net_lease(hero_pods_instance_t *in, int64_t id, uint32_t *addr, hero_error_t *err);
+/* Before crun create: every `ports` entry parses, is not published by another
+ * container of the store, and is free on the host. */
+int hero_pods_net_ports_check(hero_pods_instance_t *in, int64_t id, char **ports,
+                              hero_error_t *err);
+/* Between crun create and crun start: the veth (eth0 with addr, lo, default route)
+ * in the namespace of pid, and the published ports; each recorded first. A failure
+ * leaves what was made recorded, for hero_pods_net_ctr_down. */
+int hero_pods_net_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, uint32_t addr,
+                         char **ports, hero_error_t *err);
+/* Removes the container's links and published ports (on stop and failed starts;
+ * the lease stays). */
+int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, hero_error_t *err);
+/* Undoes one recorded link or rule (other kinds: nothing). */
+int hero_pods_net_undo(const hero_hostobj_t *o, hero_error_t *err);
+/* Rewrites /etc/hosts of every container of the instance: localhost, its own name
+ * at its address, and every container of the instance that holds an address. */
+int hero_pods_hosts_update(hero_pods_instance_t *in, hero_error_t *err);
 
 /* ---- hero-init's status (status.c) ---- */
 typedef enum {

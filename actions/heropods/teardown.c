@@ -88,9 +88,15 @@ static void teardown_step(teardown_t *td)
             return;
         }
         break;
-    default:
-        /* links and rules belong to the network modules, which undo them themselves */
+    case HERO_OBJ_LINK:
+    case HERO_OBJ_RULE:
+        if (hero_pods_net_undo(o, &e) < 0) {
+            teardown_end(td, -1, &e);
+            return;
+        }
         break;
+    default:
+        break; /* a kind a newer hero made: forget it */
     }
     forget_and_go_on(td, o);
 }

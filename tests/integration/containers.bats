@@ -20,6 +20,8 @@ bats_require_minimum_version 1.5.0
 setup() {
   [ "$(id -u)" -eq 0 ] || skip "needs root: containers run on real crun"
   CRUN=$(command -v crun) || skip "needs crun (Debian package crun)"
+  [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] ||
+    skip "makes bridges and rules: run it in a private network namespace (tests/in-netns bats ...; tests/run does)"
   command -v sqlite3 > /dev/null ||
     skip "needs sqlite3: container ids are moved apart from other hero stores (see top of file)"
   if [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
@@ -34,7 +36,10 @@ setup() {
   INST="ct${BATS_TEST_NUMBER}p$$"
   CTRS=""          # the test's container names, deleted by the cleanup playbook
   BG_PIDS=""       # processes this test started in the background
+  # the test's own bridge and subnet, no NAT (see tests/in-netns)
   HDR="!!heropods.configure name:'$INST' base_dir:'$BASE' dns_servers:['127.0.0.1']"
+  HDR+=" bridge_name:'hc${BATS_TEST_NUMBER}p$$' nat:false"
+  HDR+=" subnet:'10.$(( 100 + BATS_TEST_NUMBER % 100 )).$(( $$ % 250 )).0/24'"
   # the store exists, and this base dir's container ids start far from anyone's
   printf '%s\n' "$HDR" > "$BASE/configure.hs"
   "$HERO" run "$BASE/configure.hs"
@@ -617,6 +622,7 @@ EOF
   CTRS="same"
   BASE2=$(mktemp -d /tmp/hero-ctr2.XXXXXX)
   local h2="!!heropods.configure name:'${INST}b' base_dir:'$BASE2' dns_servers:['127.0.0.1']"
+  h2+=" bridge_name:'hc${BATS_TEST_NUMBER}q$$' nat:false subnet:'10.99.$(( $$ % 250 )).0/24'"
   printf '%s\n' "$h2" > "$BASE2/configure.hs"
   "$HERO" run "$BASE2/configure.hs"
   sqlite3 "$BASE2/hero.db" "INSERT INTO sqlite_sequence(name, seq) VALUES('containers', $SEQ);"

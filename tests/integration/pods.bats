@@ -10,6 +10,8 @@ bats_require_minimum_version 1.5.0
 setup() {
   [ "$(id -u)" -eq 0 ] || skip "needs root: runs containers on crun"
   command -v crun >/dev/null || skip "needs crun (make deps)"
+  [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] ||
+    skip "makes bridges and rules: run it in a private network namespace (tests/in-netns bats ...; tests/run does)"
   HERO=${HERO:-$BATS_TEST_DIRNAME/../../build/hero}
   [ -x "$HERO" ] || { echo "$HERO missing: run make" >&2; return 1; }
   T=$(mktemp -d)
