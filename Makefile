@@ -44,7 +44,7 @@ DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse \
-        bench-lifecycle man cgroup-fix
+        bench-lifecycle bench-net man cgroup-fix
 all: $(BUILD)/hero $(BUILD)/hero-init $(BUILD)/man/hero.1 $(BUILD)/man/hero-pods.1 \
      $(BUILD)/man/heroscript.5
 
@@ -140,7 +140,14 @@ bench-parse: all $(BUILD)/bench_parse
 bench-lifecycle: all
 	bench/lifecycle/run --hero $(BUILD)/hero
 
-bench: bench-parse bench-lifecycle
+$(BUILD)/bench_net: bench/net/bench_net.c $(BUILD)/libhero.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(LIBS)
+
+bench-net: $(BUILD)/bench_net
+	$(BUILD)/bench_net
+
+bench: bench-parse bench-lifecycle bench-net
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
