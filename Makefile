@@ -19,7 +19,7 @@ VERSION := 0.1.0
 
 HERO_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(GEN) \
                -DHERO_VERSION='"$(VERSION)"'
-LIBS := -luv -lsqlite3 -ljansson -lmnl -lnftables -lcrypto
+LIBS := -luv -lsqlite3 -ljansson -lmnl -lnftables -lcurl -larchive -lyaml -lzstd -lz -lcrypto
 
 LEMPAR := /usr/share/lemon/lempar.c
 
@@ -103,7 +103,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhero.a tests/unit/tap.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(LIBS)
 
-unit: $(UNIT_BINS)
+# Test fixtures: small programs the tests run (servers on loopback, builders).
+FIXTURE_SRCS := $(wildcard tests/fixtures/*.c)
+FIXTURE_BINS := $(patsubst tests/fixtures/%.c,$(BUILD)/fixtures/%,$(FIXTURE_SRCS))
+
+$(BUILD)/fixtures/%: tests/fixtures/%.c $(BUILD)/libhero.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(LIBS)
+
+unit: $(UNIT_BINS) $(FIXTURE_BINS)
 
 $(BUILD)/fuzz_parse: $(LIB_SRCS) $(GEN_SRCS) tests/fuzz/fuzz_parse.c tests/fuzz/build.sh
 	tests/fuzz/build.sh $@
