@@ -206,7 +206,7 @@ static int config_once(config_loader_t *l, const yaml_node_t *k, const char *whe
 }
 
 static int config_registry(config_loader_t *l, const yaml_node_t *n, size_t i,
-                           hero_registry_mirror_t *r)
+                           hero_config_registry_t *r)
 {
     char where[64];
     snprintf(where, sizeof where, "registries[%zu]", i);
@@ -442,13 +442,13 @@ static bool config_prefix_matches(const char *prefix, const char *ref)
     return (next == ':' || next == '@') && strchr(prefix, '/');
 }
 
-const hero_registry_mirror_t *hero_config_mirror_for(const hero_config_t *cfg,
+const hero_config_registry_t *hero_config_mirror_for(const hero_config_t *cfg,
                                                      const char *reference)
 {
-    const hero_registry_mirror_t *best = NULL;
+    const hero_config_registry_t *best = NULL;
     size_t best_len = 0;
     for (size_t i = 0; cfg && reference && i < cfg->n_registries; i++) {
-        const hero_registry_mirror_t *r = &cfg->registries[i];
+        const hero_config_registry_t *r = &cfg->registries[i];
         size_t n = strlen(r->prefix);
         if (n > best_len && config_prefix_matches(r->prefix, reference)) {
             best = r;

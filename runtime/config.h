@@ -27,11 +27,11 @@ typedef struct hero_registry_mirror {
     char *prefix;   /* a normalised-reference prefix, e.g. "docker.io" */
     char *location; /* host[:port][/path] to fetch from instead */
     bool insecure;  /* plain HTTP */
-} hero_registry_mirror_t;
+} hero_config_registry_t;
 
 typedef struct hero_config {
     char *path;                         /* the file it was loaded from; NULL if none */
-    hero_registry_mirror_t *registries; /* in file order */
+    hero_config_registry_t *registries; /* in file order */
     size_t n_registries;
     char *auths;     /* ~ expanded; relative to the file's directory; NULL if unset */
     char *base_dir;  /* the same expansion; NULL if unset */
@@ -55,7 +55,7 @@ void hero_config_warnings_free(char **warnings);
  * ends there, or continues with '/', or (for a prefix that already holds a '/', i.e.
  * names a repository) with ':' or '@'. So "docker.io" matches "docker.io/library/x"
  * but not "docker.iox/x", and "localhost" does not match "localhost:5000/x". */
-const hero_registry_mirror_t *hero_config_mirror_for(const hero_config_t *cfg,
+const hero_config_registry_t *hero_config_mirror_for(const hero_config_t *cfg,
                                                      const char *reference);
 
 #endif

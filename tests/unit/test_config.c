@@ -274,7 +274,7 @@ static void tilde(void)
 
 static void mirrors(void)
 {
-    hero_registry_mirror_t r[] = {
+    hero_config_registry_t r[] = {
         {"docker.io", "a:1", false},
         {"docker.io/library", "b:1", false},
         {"docker.io/library/alpine", "c:1", true},
@@ -282,7 +282,7 @@ static void mirrors(void)
         {"ghcr.io/", "e:1", false},
     };
     hero_config_t c = {.registries = r, .n_registries = sizeof r / sizeof *r};
-    const hero_registry_mirror_t *m;
+    const hero_config_registry_t *m;
     m = hero_config_mirror_for(&c, "docker.io/foo/bar:1");
     TAP_STREQ(m ? m->location : NULL, "a:1", "a registry prefix matches at '/'");
     TAP_OK(!hero_config_mirror_for(&c, "docker.iox/foo/bar:1"),
