@@ -457,3 +457,18 @@ const hero_config_registry_t *hero_config_mirror_for(const hero_config_t *cfg,
     }
     return best;
 }
+
+/* ---- the process's configuration ---- */
+static hero_config_t current;
+
+const hero_config_t *hero_config_current(void)
+{
+    return &current;
+}
+
+void hero_config_set_current(hero_config_t *cfg)
+{
+    hero_config_free(&current);
+    current = *cfg;
+    *cfg = (hero_config_t){0};
+}

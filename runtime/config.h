@@ -23,7 +23,7 @@
 #include "runtime/error.h"
 
 /* One `registries:` entry. */
-typedef struct hero_registry_mirror {
+typedef struct hero_config_registry {
     char *prefix;   /* a normalised-reference prefix, e.g. "docker.io" */
     char *location; /* host[:port][/path] to fetch from instead */
     bool insecure;  /* plain HTTP */
@@ -57,5 +57,10 @@ void hero_config_warnings_free(char **warnings);
  * but not "docker.iox/x", and "localhost" does not match "localhost:5000/x". */
 const hero_config_registry_t *hero_config_mirror_for(const hero_config_t *cfg,
                                                      const char *reference);
+
+/* The configuration of this process: set once by main (which takes ownership), an
+ * empty one until then. */
+const hero_config_t *hero_config_current(void);
+void hero_config_set_current(hero_config_t *cfg);
 
 #endif

@@ -1,7 +1,13 @@
 /* Small file-system helpers shared by the modules. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "runtime/fs.h"
 
@@ -25,4 +31,130 @@ int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err)
     }
     free(p);
     return 0;
+}
+
+/* Empties the directory open at fd (which this call takes over). */
+static int empty_dir(int fd, const char *path, dev_t dev, hero_error_t *err)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return hero_error_set(err, e, "cannot read the directory %s", path);
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno != ENOENT)
+                rc = hero_error_set(err, errno, "cannot stat %s/%s", path, n);
+            continue;
+        }
+        if (!S_ISDIR(sb.st_mode)) {
+            if (unlinkat(dirfd(d), n, 0) < 0 && errno != ENOENT)
+                rc = hero_error_set(err, errno, "cannot remove %s/%s", path, n);
+            continue;
+        }
+        char *sub = hero_xasprintf("%s/%s", path, n);
+        if (sb.st_dev != dev) {
+            rc = hero_error_set(err, 0, "refusing to remove %s: a file system is mounted there",
+                                sub);
+        } else {
+            int sfd = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sfd < 0) {
+                if (errno != ENOENT)
+                    rc = hero_error_set(err, errno, "cannot open %s", sub);
+            } else {
+                rc = empty_dir(sfd, sub, dev, err);
+            }
+            if (rc == 0 && unlinkat(dirfd(d), n, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                rc = hero_error_set(err, errno, "cannot remove %s", sub);
+        }
+        free(sub);
+    }
+    if (rc == 0 && errno != 0)
+        rc = hero_error_set(err, errno, "cannot read the directory %s", path);
+    closedir(d);
+    return rc;
+}
+
+int hero_fs_rmtree(const char *path, hero_error_t *err)
+{
+    struct stat sb;
+    if (lstat(path, &sb) < 0)
+        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot stat %s", path);
+    if (!S_ISDIR(sb.st_mode)) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return hero_error_set(err, errno, "cannot remove %s", path);
+        return 0;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot open %s", path);
+    if (empty_dir(fd, path, sb.st_dev, err) < 0)
+        return -1;
+    if (rmdir(path) < 0 && errno != ENOENT)
+        return hero_error_set(err, errno, "cannot remove %s", path);
+    return 0;
+}
+
+int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err)
+{
+    char *tmp = hero_xasprintf("%s.tmp-XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        hero_error_set(err, errno, "cannot write beside %s", path);
+        free(tmp);
+        return -1;
+    }
+    const char *p = data;
+    size_t off = 0;
+    int rc = 0;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            rc = hero_error_set(err, errno, "cannot write %s", tmp);
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (rc == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
+        rc = hero_error_set(err, errno, "cannot write %s", tmp);
+    if (close(fd) < 0 && rc == 0)
+        rc = hero_error_set(err, errno, "cannot write %s", tmp);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = hero_error_set(err, errno, "cannot rename %s to %s", tmp, path);
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t pl = strlen(prefix);
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat sb;
+        if (strncmp(de->d_name, prefix, pl) ||
+            fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            now - sb.st_ctime < max_age_s)
+            continue;
+        char *p = hero_xasprintf("%s/%s", dir, de->d_name);
+        hero_error_t e = HERO_ERROR_INIT;
+        hero_fs_rmtree(p, &e);
+        hero_error_clear(&e);
+        free(p);
+    }
+    closedir(d);
 }

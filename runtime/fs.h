@@ -9,4 +9,17 @@
 /* mkdir -p: creates path and its missing parents with mode (existing ones stay). */
 int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err);
 
+/* rm -rf for hero's own trees: never follows a symlink, never crosses into another
+ * file system (a mount found inside is an error, not something to delete through),
+ * and a name that vanishes meanwhile is fine, so two processes may remove the same
+ * leftover at once. A missing path is fine. Thread-safe. */
+int hero_fs_rmtree(const char *path, hero_error_t *err);
+
+/* Writes a whole file atomically: a temporary file beside it, fsync, rename. */
+int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err);
+
+/* Best effort: removes the entries of dir whose names start with prefix and that were
+ * last changed more than max_age_s seconds ago (what a killed process left). */
+void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s);
+
 #endif

@@ -10,6 +10,7 @@
 #include "actions/actions.h"
 #include "actions/heropods/heropods.h"
 #include "grammar/heroscript.h"
+#include "runtime/config.h"
 #include "runtime/sched.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
@@ -70,6 +71,25 @@ static hs_playbook_t *load_checked(char **files, int nfiles)
     return pb;
 }
 
+/* The configuration file (see runtime/config.h): its warnings are printed, an
+ * error stops the command. */
+static int load_config(void)
+{
+    hero_config_t cfg;
+    char **warnings = NULL;
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_config_load(NULL, &cfg, &warnings, &e) < 0) {
+        fprintf(stderr, "hero: %s\n", e.msg);
+        hero_error_clear(&e);
+        return -1;
+    }
+    for (char **w = warnings; w && *w; w++)
+        fprintf(stderr, "%s\n", *w);
+    hero_config_warnings_free(warnings);
+    hero_config_set_current(&cfg);
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -78,7 +98,7 @@ static int cmd_run(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},    {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
-    bool check = false, dry = false;
+    bool check = false, dry = false, jobs_given = false;
     hero_run_opts_t ro = {.jobs = 8, .color = use_color()};
     int c;
     optind = 1;
@@ -97,6 +117,7 @@ static int cmd_run(int argc, char **argv)
             if (*end || v < 1 || v > 1024)
                 return usage_error("-j needs a number from 1 to 1024, not '%s'", optarg);
             ro.jobs = (int)v;
+            jobs_given = true;
             break;
         }
         default:
@@ -105,6 +126,10 @@ static int cmd_run(int argc, char **argv)
     }
     if (optind >= argc)
         return usage_error("%s", "run needs a playbook file");
+    if (load_config() < 0)
+        return EXIT_USAGE;
+    if (!jobs_given && hero_config_current()->parallelism > 0)
+        ro.jobs = hero_config_current()->parallelism;
     hs_playbook_t *pb = load_checked(argv + optind, argc - optind);
     if (!pb)
         return EXIT_USAGE;
@@ -282,7 +307,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "dump"))
         return cmd_dump(argc - 1, argv + 1);
     if (!strcmp(cmd, "pods"))
-        return hero_heropods_cli(argc - 1, argv + 1);
+        return load_config() < 0 ? EXIT_USAGE : hero_heropods_cli(argc - 1, argv + 1);
     if (!strcmp(cmd, "actions")) {
         if (argc > 2 && !strcmp(argv[2], "--roff"))
             hero_actions_roff(stdout);

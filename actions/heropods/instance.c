@@ -7,6 +7,7 @@
 #include "actions/actions.h"
 #include "heropods.h"
 #include "pods.h"
+#include "runtime/config.h"
 #include "runtime/sched.h"
 
 /* This process's instances and stores; they live until hero_heropods_shutdown(). */
@@ -18,7 +19,10 @@ static size_t nstores;
 const char *hero_pods_default_base_dir(void)
 {
     const char *e = getenv("HERO_BASE_DIR");
-    return e && *e ? e : "/var/lib/hero";
+    if (e && *e)
+        return e;
+    const char *c = hero_config_current()->base_dir;
+    return c && *c ? c : "/var/lib/hero";
 }
 
 int hero_pods_store(const char *base_dir, hero_store_t **out, hero_error_t *err)
