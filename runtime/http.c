@@ -1,0 +1,714 @@
+/* curl multi on libuv (see http.h). The wiring is curl's documented "multi_socket"
+ * pattern: curl tells us which sockets to watch (on_socket -> one uv_poll each) and
+ * when to wake it up (on_curl_timer -> the one uv_timer); we hand readiness back with
+ * curl_multi_socket_action and then collect finished transfers (dispatch).
+ *
+ * Ownership: the client owns its requests (a list), its socket contexts (a list) and
+ * the timer. A request is freed after its callback returns, or by hero_http_cancel,
+ * or by hero_http_close. Socket contexts are freed from their poll's close callback;
+ * the client itself from the last close callback once it is closing. */
+#include "runtime/http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum {
+    HTTP_DEFAULT_MAX_BODY = 8 * 1024 * 1024,
+    HTTP_ERROR_BODY_CAP = 64 * 1024,
+    HTTP_DEFAULT_REDIRECTS = 10,
+    HTTP_DEFAULT_CONNECT_MS = 15000,
+    HTTP_DEFAULT_STALL_MS = 30000,
+};
+
+typedef struct http_sock {
+    uv_poll_t poll;
+    hero_http_t *h;
+    curl_socket_t fd;
+    struct http_sock *prev, *next;
+} http_sock_t;
+
+struct hero_http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    unsigned open_handles;    /* the timer and every socket poll not yet closed */
+    bool closing;             /* hero_http_close was called */
+    bool torn_down;           /* the requests and curl are gone; only closes remain */
+    unsigned dispatching;     /* inside dispatch(): teardown waits until it ends */
+    hero_http_req_t *reqs;    /* requests not yet completed */
+    http_sock_t *socks;       /* sockets being watched */
+    size_t active;
+};
+
+struct hero_http_req {
+    hero_http_t *h;
+    hero_http_req_t *prev, *next;
+    CURL *easy;
+    struct curl_slist *slist;  /* the headers of the current hop */
+    char **headers;            /* the caller's extra header lines (copies) */
+    size_t n_headers;
+    char *auth;                /* "Authorization: <value>", or NULL */
+    char *origin;              /* scheme://host:port of the first URL */
+    char *url;                 /* the current hop's URL */
+    char *range;               /* "N-" or NULL */
+    bool head;
+    bool finished;             /* the callback is running or has run */
+    int fd;
+    size_t max_body;
+    unsigned max_redirects, redirects;
+    bool auth_dropped;
+    uint64_t deadline_ns;      /* 0: none */
+    hero_http_data_cb on_data;
+    hero_http_done_cb cb;
+    void *data;
+
+    /* state of the current response, reset on every status line */
+    hero_http_header_t *hdrs;
+    size_t n_hdrs, cap_hdrs;
+    bool body_started;
+    bool body_ok;              /* a 2xx: bytes go to the sink */
+    long body_status;
+    uint64_t body_offset, body_bytes;
+    char *body;                /* memory sink, or the error body */
+    size_t body_len, body_cap;
+    char *fail;                /* hero's own reason to have stopped the transfer */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* ---- small helpers ---- */
+
+static bool curl_ready(hero_error_t *err)
+{
+    static int state = -1;
+    if (state < 0)
+        state = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    if (!state)
+        return hero_error_set(err, 0, "cannot initialise libcurl") == 0;
+    return true;
+}
+
+/* "scheme://host:port" of an absolute URL (lowercase host, default port filled in),
+ * or NULL when it does not parse. */
+static char *url_origin(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        for (char *c = host; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+        out = hero_xasprintf("%s://%s:%s", scheme, host, port);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+
+static bool url_is_http(const char *url)
+{
+    return !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
+}
+
+static void req_set_fail(hero_http_req_t *q, char *msg)
+{
+    if (q->fail)
+        free(msg); /* the first reason wins */
+    else
+        q->fail = msg;
+}
+
+static void req_reset_response(hero_http_req_t *q)
+{
+    for (size_t i = 0; i < q->n_hdrs; i++) {
+        free(q->hdrs[i].name);
+        free(q->hdrs[i].value);
+    }
+    q->n_hdrs = 0;
+    q->body_started = false;
+    q->body_ok = false;
+    q->body_status = 0;
+    q->body_offset = 0;
+    q->body_bytes = 0;
+    q->body_len = 0;
+}
+
+static const char *find_header(const hero_http_header_t *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(v[i].name, name))
+            return v[i].value;
+    return NULL;
+}
+
+const char *hero_http_header(const hero_http_resp_t *resp, const char *name)
+{
+    return resp ? find_header(resp->headers, resp->n_headers, name) : NULL;
+}
+
+size_t hero_http_active(const hero_http_t *h)
+{
+    return h ? h->active : 0;
+}
+
+/* ---- curl callbacks of one transfer ---- */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+    hero_http_req_t *q = ud;
+    size_t len = size * n;
+    if (len >= 5 && !memcmp(buf, "HTTP/", 5)) {
+        req_reset_response(q); /* a new response begins (after a 1xx, or a new hop) */
+        return len;
+    }
+    const char *colon = memchr(buf, ':', len);
+    if (!colon || colon == buf)
+        return len; /* the blank line that ends the headers, or junk */
+    const char *v = colon + 1, *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (q->n_hdrs == q->cap_hdrs) {
+        q->cap_hdrs = q->cap_hdrs ? q->cap_hdrs * 2 : 16;
+        q->hdrs = hero_xrealloc(q->hdrs, q->cap_hdrs * sizeof(*q->hdrs));
+    }
+    q->hdrs[q->n_hdrs].name = hero_xstrndup(buf, (size_t)(colon - buf));
+    q->hdrs[q->n_hdrs].value = hero_xstrndup(v, (size_t)(end - v));
+    q->n_hdrs++;
+    return len;
+}
+
+static bool append_body(hero_http_req_t *q, const char *p, size_t len, size_t cap)
+{
+    if (q->body_len + len > cap)
+        return false;
+    if (q->body_len + len + 1 > q->body_cap) {
+        size_t want = q->body_cap ? q->body_cap * 2 : 4096;
+        while (want < q->body_len + len + 1)
+            want *= 2;
+        q->body = hero_xrealloc(q->body, want);
+        q->body_cap = want;
+    }
+    memcpy(q->body + q->body_len, p, len);
+    q->body_len += len;
+    q->body[q->body_len] = 0;
+    return true;
+}
+
+/* "bytes A-B/T" -> A */
+static int parse_content_range(const char *v, uint64_t *start)
+{
+    if (!v || strncasecmp(v, "bytes ", 6))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long a = strtoull(v + 6, &end, 10);
+    if (errno || end == v + 6 || *end != '-')
+        return -1;
+    *start = a;
+    return 0;
+}
+
+static void partial_resp(hero_http_req_t *q, hero_http_resp_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->status = q->body_status;
+    r->url = q->url;
+    r->redirects = q->redirects;
+    r->auth_dropped = q->auth_dropped;
+    r->headers = q->hdrs;
+    r->n_headers = q->n_hdrs;
+    r->body = "";
+    r->body_offset = q->body_offset;
+    r->body_bytes = q->body_bytes;
+}
+
+/* Returning anything but len makes curl stop with CURLE_WRITE_ERROR. */
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    hero_http_req_t *q = ud;
+    size_t len = size * n;
+    if (!q->body_started) {
+        q->body_started = true;
+        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->body_status);
+        q->body_ok = q->body_status >= 200 && q->body_status < 300;
+        q->body_offset = 0;
+        if (q->body_status == 206 &&
+            parse_content_range(find_header(q->hdrs, q->n_hdrs, "Content-Range"),
+                                &q->body_offset) < 0) {
+            req_set_fail(q, hero_xstrdup("a 206 answer without a usable Content-Range"));
+            return 0;
+        }
+    }
+    if (!q->body_ok) {
+        /* an error document or a redirect page: keep its start for the message */
+        size_t room = HTTP_ERROR_BODY_CAP - q->body_len;
+        append_body(q, p, len < room ? len : room, HTTP_ERROR_BODY_CAP);
+        return len;
+    }
+    if (q->on_data) {
+        hero_http_resp_t r;
+        partial_resp(q, &r);
+        if (q->on_data(q, &r, q->body_offset + q->body_bytes, p, len, q->data) < 0) {
+            req_set_fail(q, hero_xstrdup("aborted by the data callback"));
+            return 0;
+        }
+    }
+    if (q->fd > 0) {
+        size_t done = 0;
+        while (done < len) {
+            ssize_t w = pwrite(q->fd, p + done, len - done,
+                               (off_t)(q->body_offset + q->body_bytes + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                req_set_fail(q, hero_xasprintf("cannot write the body: %s",
+                                               strerror(w < 0 ? errno : EIO)));
+                return 0;
+            }
+            done += (size_t)w;
+        }
+    } else if (!append_body(q, p, len, q->max_body)) {
+        req_set_fail(q, hero_xasprintf("response body larger than %zu bytes", q->max_body));
+        return 0;
+    }
+    q->body_bytes += len;
+    return len;
+}
+
+/* ---- one hop ---- */
+
+/* The header list of the current hop: the caller's lines, plus Authorization while
+ * the URL keeps the first URL's origin. */
+static void req_build_headers(hero_http_req_t *q)
+{
+    curl_slist_free_all(q->slist);
+    q->slist = NULL;
+    for (size_t i = 0; i < q->n_headers; i++)
+        q->slist = curl_slist_append(q->slist, q->headers[i]);
+    if (q->auth && !q->auth_dropped)
+        q->slist = curl_slist_append(q->slist, q->auth);
+}
+
+static int req_add(hero_http_req_t *q)
+{
+    curl_easy_setopt(q->easy, CURLOPT_URL, q->url);
+    curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->slist);
+    if (q->deadline_ns) {
+        uint64_t now = uv_hrtime();
+        long left = now >= q->deadline_ns ? 1 : (long)((q->deadline_ns - now) / 1000000u) + 1;
+        curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, left);
+    }
+    q->errbuf[0] = 0;
+    req_reset_response(q);
+    return curl_multi_add_handle(q->h->multi, q->easy) == CURLM_OK ? 0 : -1;
+}
+
+static void req_unlink(hero_http_req_t *q)
+{
+    hero_http_t *h = q->h;
+    if (q->prev)
+        q->prev->next = q->next;
+    else if (h->reqs == q)
+        h->reqs = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+    h->active--;
+}
+
+static void req_free(hero_http_req_t *q)
+{
+    if (q->easy)
+        curl_easy_cleanup(q->easy);
+    curl_slist_free_all(q->slist);
+    for (size_t i = 0; i < q->n_headers; i++)
+        free(q->headers[i]);
+    free(q->headers);
+    req_reset_response(q);
+    free(q->hdrs);
+    free(q->auth);
+    free(q->origin);
+    free(q->url);
+    free(q->range);
+    free(q->body);
+    free(q->fail);
+    free(q);
+}
+
+static void req_finish(hero_http_req_t *q, CURLcode code)
+{
+    hero_http_resp_t r;
+    partial_resp(q, &r);
+    long status = 0;
+    curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_off_t clen = -1;
+    curl_easy_getinfo(q->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+    r.status = status;
+    r.content_length = clen > 0 ? (uint64_t)clen : 0;
+    r.curl_code = q->fail && code == CURLE_OK ? CURLE_WRITE_ERROR : (int)code;
+    if (q->fail)
+        r.error = q->fail;
+    else if (code != CURLE_OK)
+        r.error = q->errbuf[0] ? q->errbuf : curl_easy_strerror(code);
+    r.body = q->body ? q->body : "";
+    r.body_len = q->body_len;
+    if (q->fd > 0 && q->body_ok) {
+        r.body = ""; /* the 2xx body went to the file */
+        r.body_len = 0;
+    }
+    req_unlink(q);
+    q->finished = true;
+    q->cb(q, &r, q->data);
+    req_free(q);
+}
+
+static bool is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* Follows a redirect by hand; returns 0 when the next hop is on its way. */
+static int req_redirect(hero_http_req_t *q, const char *target)
+{
+    if (q->redirects >= q->max_redirects) {
+        req_set_fail(q, hero_xasprintf("more than %u redirects", q->max_redirects));
+        return -1;
+    }
+    if (!url_is_http(target)) {
+        req_set_fail(q, hero_xasprintf("redirect to a URL that is not http(s): %s", target));
+        return -1;
+    }
+    char *origin = url_origin(target);
+    if (!origin) {
+        req_set_fail(q, hero_xasprintf("redirect to a bad URL: %s", target));
+        return -1;
+    }
+    /* once the chain has left the origin, credentials never come back on it */
+    if (q->auth && strcmp(origin, q->origin) != 0)
+        q->auth_dropped = true;
+    free(origin);
+    q->redirects++;
+    free(q->url);
+    q->url = hero_xstrdup(target);
+    req_build_headers(q);
+    if (req_add(q) < 0) {
+        req_set_fail(q, hero_xstrdup("cannot start the redirected request"));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the multi handle on the loop ---- */
+
+static void http_teardown(hero_http_t *h);
+
+/* Collects finished transfers. User callbacks run only from here. */
+static void dispatch(hero_http_t *h)
+{
+    h->dispatching++;
+    CURLMsg *m;
+    int left;
+    while (!h->closing && (m = curl_multi_info_read(h->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        CURLcode code = m->data.result;
+        hero_http_req_t *q = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&q);
+        curl_multi_remove_handle(h->multi, e);
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (code == CURLE_OK && !q->fail && is_redirect(status)) {
+            char *target = NULL;
+            curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &target);
+            if (target) {
+                char *t = hero_xstrdup(target); /* curl's copy dies with the next hop */
+                int r = req_redirect(q, t);
+                free(t);
+                if (r == 0)
+                    continue;
+            }
+        }
+        req_finish(q, code);
+    }
+    h->dispatching--;
+    if (h->closing && !h->dispatching && !h->torn_down)
+        http_teardown(h);
+}
+
+static void on_handle_closed(hero_http_t *h)
+{
+    if (--h->open_handles == 0 && h->closing)
+        free(h);
+}
+
+static void on_sock_closed(uv_handle_t *hd)
+{
+    http_sock_t *k = hd->data;
+    hero_http_t *h = k->h;
+    free(k);
+    on_handle_closed(h);
+}
+
+static void sock_close(http_sock_t *k)
+{
+    hero_http_t *h = k->h;
+    if (k->prev)
+        k->prev->next = k->next;
+    else if (h->socks == k)
+        h->socks = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+    uv_poll_stop(&k->poll);
+    uv_close((uv_handle_t *)&k->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    http_sock_t *k = p->data;
+    hero_http_t *h = k->h;
+    curl_socket_t fd = k->fd; /* k may be closed by curl inside socket_action */
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    int running;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    dispatch(h);
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    hero_http_t *h = userp;
+    http_sock_t *k = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (k) {
+            curl_multi_assign(h->multi, s, NULL);
+            sock_close(k);
+        }
+        return 0;
+    }
+    if (!k) {
+        k = hero_xcalloc(1, sizeof(*k));
+        if (uv_poll_init_socket(h->loop, &k->poll, s) < 0) {
+            free(k);
+            return -1;
+        }
+        k->h = h;
+        k->fd = s;
+        k->poll.data = k;
+        k->next = h->socks;
+        if (h->socks)
+            h->socks->prev = k;
+        h->socks = k;
+        h->open_handles++;
+        curl_multi_assign(h->multi, s, k);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&k->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    hero_http_t *h = t->data;
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    dispatch(h);
+}
+
+/* curl asks to be woken after ms (0: as soon as possible), or -1: never. Starting a
+ * uv timer (even of 0) defers the call to the loop, as curl requires. */
+static int on_curl_timer(CURLM *m, long ms, void *userp)
+{
+    (void)m;
+    hero_http_t *h = userp;
+    if (ms < 0)
+        uv_timer_stop(&h->timer);
+    else
+        uv_timer_start(&h->timer, on_timeout, (uint64_t)ms, 0);
+    return 0;
+}
+
+/* ---- client ---- */
+
+int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err)
+{
+    *out = NULL;
+    if (!curl_ready(err))
+        return -1;
+    hero_http_t *h = hero_xcalloc(1, sizeof(*h));
+    h->loop = loop;
+    h->multi = curl_multi_init();
+    if (!h->multi) {
+        free(h);
+        return hero_error_set(err, 0, "cannot create a curl multi handle");
+    }
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->open_handles = 1;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    *out = h;
+    return 0;
+}
+
+static void on_timer_closed(uv_handle_t *hd)
+{
+    on_handle_closed(hd->data);
+}
+
+static void http_teardown(hero_http_t *h)
+{
+    h->torn_down = true;
+    while (h->reqs) {
+        hero_http_req_t *q = h->reqs;
+        curl_multi_remove_handle(h->multi, q->easy);
+        req_unlink(q);
+        req_free(q);
+    }
+    /* from here on curl must not call back: we close every poll ourselves */
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
+    while (h->socks)
+        sock_close(h->socks);
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+    uv_timer_stop(&h->timer);
+    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+}
+
+void hero_http_close(hero_http_t *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    if (!h->dispatching)
+        http_teardown(h);
+}
+
+/* ---- requests ---- */
+
+int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb cb, void *data,
+                    hero_http_req_t **out, hero_error_t *err)
+{
+    if (out)
+        *out = NULL;
+    if (!h || h->closing)
+        return hero_error_set(err, 0, "the HTTP client is closed");
+    if (!o || !o->url || !cb)
+        return hero_error_set(err, EINVAL, "an HTTP request needs a URL and a callback");
+    if (!url_is_http(o->url))
+        return hero_error_set(err, 0, "not an http(s) URL: %s", o->url);
+    bool head = false;
+    if (o->method && !strcmp(o->method, "HEAD"))
+        head = true;
+    else if (o->method && strcmp(o->method, "GET") != 0)
+        return hero_error_set(err, 0, "unsupported HTTP method %s", o->method);
+    char *origin = url_origin(o->url);
+    if (!origin)
+        return hero_error_set(err, 0, "cannot parse the URL %s", o->url);
+
+    hero_http_req_t *q = hero_xcalloc(1, sizeof(*q));
+    q->h = h;
+    q->origin = origin;
+    q->url = hero_xstrdup(o->url);
+    q->head = head;
+    q->fd = o->fd;
+    q->max_body = o->max_body ? o->max_body : HTTP_DEFAULT_MAX_BODY;
+    q->max_redirects = o->max_redirects ? o->max_redirects : HTTP_DEFAULT_REDIRECTS;
+    q->on_data = o->on_data;
+    q->cb = cb;
+    q->data = data;
+    if (o->timeout_ms)
+        q->deadline_ns = uv_hrtime() + (uint64_t)o->timeout_ms * 1000000u;
+    for (const char *const *l = o->headers; l && *l; l++) {
+        q->headers = hero_xrealloc(q->headers, (q->n_headers + 1) * sizeof(char *));
+        q->headers[q->n_headers++] = hero_xstrdup(*l);
+    }
+    if (o->authorization)
+        q->auth = hero_xasprintf("Authorization: %s", o->authorization);
+    if (o->range_from)
+        q->range = hero_xasprintf("%" PRIu64 "-", o->range_from);
+
+    CURL *e = q->easy = curl_easy_init();
+    if (!e) {
+        req_free(q);
+        return hero_error_set(err, 0, "cannot create a curl handle");
+    }
+    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are ours: see http.h */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "hero/" HERO_VERSION);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(o->connect_timeout_ms ? o->connect_timeout_ms
+                                                  : HTTP_DEFAULT_CONNECT_MS));
+    unsigned stall = o->stall_timeout_ms ? o->stall_timeout_ms : HTTP_DEFAULT_STALL_MS;
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((stall + 999) / 1000));
+    if (head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (q->range)
+        curl_easy_setopt(e, CURLOPT_RANGE, q->range);
+    if (o->tls_no_verify) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    req_build_headers(q);
+
+    q->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = q;
+    h->reqs = q;
+    h->active++;
+    if (req_add(q) < 0) {
+        req_unlink(q);
+        req_free(q);
+        return hero_error_set(err, 0, "cannot start an HTTP request");
+    }
+    if (out)
+        *out = q;
+    return 0;
+}
+
+void hero_http_cancel(hero_http_req_t *q)
+{
+    if (!q || q->finished)
+        return;
+    hero_http_t *h = q->h;
+    curl_multi_remove_handle(h->multi, q->easy);
+    req_unlink(q);
+    req_free(q);
+}
