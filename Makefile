@@ -44,7 +44,7 @@ DEPS_PKGS := build-essential pkg-config re2c lemon clang libclang-rt-14-dev \
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps check demo fuzz install clean unit golden integration bench bench-parse \
-        bench-lifecycle bench-net man cgroup-fix
+        bench-lifecycle bench-net bench-pull man cgroup-fix
 all: $(BUILD)/hero $(BUILD)/hero-init $(BUILD)/man/hero.1 $(BUILD)/man/hero-pods.1 \
      $(BUILD)/man/heroscript.5
 
@@ -155,7 +155,10 @@ $(BUILD)/bench_net: bench/net/bench_net.c $(BUILD)/libhero.a
 bench-net: $(BUILD)/bench_net
 	$(BUILD)/bench_net
 
-bench: bench-parse bench-lifecycle bench-net
+bench-pull: all
+	bench/pull/run --hero $(BUILD)/hero
+
+bench: bench-parse bench-lifecycle bench-net bench-pull
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

@@ -228,13 +228,13 @@ const hero_action_def_t hero_action_table[] = {
         p_container_delete, .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL, .start = hero_heropods_delete_start,
         .what = "stop if needed, crun delete, remove its root and state"),
     ACT("heropods", "image_pull", "pull an image from a registry into the store", p_image_pull,
-        .flags = HERO_ACT_INSTANCE, .what = "fetch and verify the image's layers"),
+        .flags = HERO_ACT_INSTANCE, .start = hero_heropods_image_pull_start, .what = "fetch and verify the image's layers"),
     ACT("heropods", "image_import", "import a root filesystem tarball as an image",
-        p_image_import, .flags = HERO_ACT_INSTANCE, .what = "unpack the tarball into the store"),
+        p_image_import, .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL, .start = hero_heropods_image_import_start, .what = "unpack the tarball into the store"),
     ACT("heropods", "image_export", "export an image's root filesystem as a .tgz",
-        p_image_export, .flags = HERO_ACT_INSTANCE, .what = "write the image as a tarball"),
+        p_image_export, .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL, .start = hero_heropods_image_export_start, .what = "write the image as a tarball"),
     ACT("heropods", "image_delete", "delete an image from the store", p_image_delete,
-        .flags = HERO_ACT_INSTANCE, .what = "remove the image and unreferenced layers"),
+        .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL, .start = hero_heropods_image_delete_start, .what = "remove the image and unreferenced layers"),
 };
 
 const size_t hero_action_count = N(hero_action_table);

@@ -481,10 +481,20 @@ static void on_signal(uv_signal_t *h, int signum)
     }
 }
 
+/* The options of the run in progress (one per process), for handlers that print
+ * something of their own, such as pull progress. */
+static int run_verbosity;
+
+int hero_run_verbosity(void)
+{
+    return run_verbosity;
+}
+
 int hero_run(hs_playbook_t *pb, const hero_run_opts_t *opts)
 {
     hero_sched_t *s = hero_xcalloc(1, sizeof(*s));
     s->opts = opts;
+    run_verbosity = opts->verbosity;
     plan_build(&s->plan, pb);
     s->heap = hero_xmalloc((s->plan.n + 1) * sizeof(size_t));
     uv_loop_init(&s->loop);

@@ -54,6 +54,9 @@ typedef struct hero_run_opts {
  * failed or hero was interrupted. SIGINT/SIGTERM cancel running actions. */
 int hero_run(hs_playbook_t *pb, const hero_run_opts_t *opts);
 
+/* The verbosity of the run in progress (-1 quiet, 0 normal, 1 verbose). */
+int hero_run_verbosity(void);
+
 /* `--dry-run`: prints each action, its resources and what it would do. */
 void hero_plan_print(FILE *out, const hs_playbook_t *pb);
 

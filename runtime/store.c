@@ -25,6 +25,8 @@ struct hero_store {
     } cache[STMT_CACHE];
     size_t ncache;
     int depth;   /* explicit transaction open */
+    int batch;   /* hero_store_batch_begin calls not yet ended */
+    bool batch_own;  /* the outermost batch opened the transaction */
 };
 
 /* Each entry moves the schema one version up; never edit one that has shipped. */
@@ -54,6 +56,9 @@ static const char *const migrations[] = {
     /* 2: the store's own random id */
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT INTO meta(key, value) VALUES('uid', lower(hex(randomblob(8))));",
+    /* 3: what an image's reference pointed at when it was pulled (an index or a
+     * manifest), so a later pull asks the registry with one HEAD */
+    "ALTER TABLE images ADD COLUMN ref_digest TEXT;",
 };
 
 static int db_error(hero_store_t *s, hero_error_t *err, const char *what)
@@ -193,9 +198,28 @@ const char *hero_store_base_dir(const hero_store_t *s)
     return s->base_dir;
 }
 
+static sqlite3_stmt *prep(hero_store_t *s, const char *sql, hero_error_t *err);
+
+static const char sql_begin[] = "BEGIN IMMEDIATE", sql_commit[] = "COMMIT",
+                  sql_rollback[] = "ROLLBACK";
+
+/* One of the statements above, prepared once: compiling "BEGIN IMMEDIATE" and
+ * "COMMIT" again for every transaction cost about a third of their time. */
+static int tx_sql(hero_store_t *s, const char *sql, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, sql, NULL);
+    if (!st)
+        return exec_sql(s, sql, err);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        hero_error_set(err, 0, "state store (%s/hero.db): %s", s->base_dir, sqlite3_errmsg(s->db));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int hero_store_begin(hero_store_t *s, hero_error_t *err)
 {
-    if (exec_sql(s, "BEGIN IMMEDIATE", err) < 0)
+    if (tx_sql(s, sql_begin, err) < 0)
         return -1;
     s->depth = 1;
     return 0;
@@ -204,17 +228,45 @@ int hero_store_begin(hero_store_t *s, hero_error_t *err)
 int hero_store_commit(hero_store_t *s, hero_error_t *err)
 {
     s->depth = 0;
-    if (exec_sql(s, "COMMIT", err) == 0)
+    if (tx_sql(s, sql_commit, err) == 0)
         return 0;
     /* a transaction left open would take the next calls of this store with it */
-    exec_sql(s, "ROLLBACK", NULL);
+    if (!sqlite3_get_autocommit(s->db))
+        tx_sql(s, sql_rollback, NULL);
     return -1;
 }
 
 void hero_store_rollback(hero_store_t *s)
 {
     s->depth = 0;
-    exec_sql(s, "ROLLBACK", NULL);
+    if (!sqlite3_get_autocommit(s->db))
+        tx_sql(s, sql_rollback, NULL);
+}
+
+int hero_store_batch_begin(hero_store_t *s, hero_error_t *err)
+{
+    if (s->batch++ > 0 || s->depth)
+        return 0; /* inside a batch, or a caller's transaction: it commits */
+    if (hero_store_begin(s, err) < 0) {
+        s->batch--;
+        return -1;
+    }
+    s->batch_own = true;
+    return 0;
+}
+
+int hero_store_batch_end(hero_store_t *s, hero_error_t *err)
+{
+    if (s->batch == 0 || --s->batch > 0 || !s->batch_own)
+        return 0;
+    s->batch_own = false;
+    /* a failed statement rolled back itself, or (on a few errors) the whole
+     * transaction: commit what is left, as each statement would have alone */
+    if (sqlite3_get_autocommit(s->db)) {
+        s->depth = 0;
+        return 0;
+    }
+    return hero_store_commit(s, err);
 }
 
 /* ---- statement helpers ---- */
@@ -276,6 +328,32 @@ static int run_done(hero_store_t *s, sqlite3_stmt *st, const char *what, hero_er
 static int64_t now_s(void)
 {
     return (int64_t)time(NULL);
+}
+
+/* ---- the store's own key/value notes ---- */
+int hero_store_meta_get(hero_store_t *s, const char *key, char **value, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "SELECT value FROM meta WHERE key=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *value = col_str(st, 0);
+    release(s, st);
+    if (rc == SQLITE_ROW)
+        return *value ? 0 : 1;
+    return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading a note");
+}
+
+int hero_store_meta_put(hero_store_t *s, const char *key, const char *value, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, key);
+    bind_str(st, 2, value);
+    return run_done(s, st, "saving a note", err);
 }
 
 /* ---- instances ---- */
@@ -453,6 +531,37 @@ int hero_store_container_delete(hero_store_t *s, int64_t id, hero_error_t *err)
     return run_done(s, st, "deleting a container's leases", err);
 }
 
+int hero_store_container_forget(hero_store_t *s, int64_t id, hero_error_t *err)
+{
+    static const char *const sql[] = {
+        "DELETE FROM host_objects WHERE container_id=?",
+        "DELETE FROM leases WHERE container_id=?",
+        "DELETE FROM containers WHERE id=?",
+    };
+    static const char *const what[] = {"forgetting a container's host objects",
+                                       "deleting a container's leases", "deleting a container"};
+    bool own = s->depth == 0; /* inside a caller's transaction, use that one */
+    if (own && hero_store_begin(s, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(sql) / sizeof(sql[0]); i++) {
+        sqlite3_stmt *st = prep(s, sql[i], err);
+        if (!st) {
+            rc = -1;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, id);
+        rc = run_done(s, st, what[i], err);
+    }
+    if (own) {
+        if (rc < 0)
+            hero_store_rollback(s); /* all or nothing: the records stay for the next try */
+        else if (hero_store_commit(s, err) < 0)
+            rc = -1;
+    }
+    return rc;
+}
+
 int hero_store_container_list(hero_store_t *s, const char *instance, hero_container_rec_t **v,
                               size_t *n, hero_error_t *err)
 {
@@ -556,6 +665,35 @@ int hero_store_image_delete(hero_store_t *s, const char *name, hero_error_t *err
         return -1;
     bind_str(st, 1, name);
     return run_done(s, st, "deleting an image", err);
+}
+
+int hero_store_image_set_ref_digest(hero_store_t *s, const char *name, const char *ref_digest,
+                                    hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "UPDATE images SET ref_digest=? WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, ref_digest);
+    bind_str(st, 2, name);
+    return run_done(s, st, "recording an image's reference digest", err);
+}
+
+int hero_store_image_get_ref_digest(hero_store_t *s, const char *name, char **out,
+                                    hero_error_t *err)
+{
+    *out = NULL;
+    sqlite3_stmt *st = prep(s, "SELECT ref_digest FROM images WHERE name=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = col_str(st, 0);
+        release(s, st);
+        return *out ? 0 : 1;
+    }
+    release(s, st);
+    return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading an image");
 }
 
 int hero_store_image_list(hero_store_t *s, hero_image_rec_t **v, size_t *n, hero_error_t *err)

@@ -32,6 +32,22 @@ int hero_store_begin(hero_store_t *s, hero_error_t *err);
 int hero_store_commit(hero_store_t *s, hero_error_t *err);
 void hero_store_rollback(hero_store_t *s);
 
+/* Batches: several writes that would each be a transaction of their own, in one
+ * (one commit costs about as much as the writes). Nestable: the outermost begin
+ * opens a transaction (BEGIN IMMEDIATE) unless one is open already, the matching
+ * end commits it; inner pairs only count. Each write keeps its own outcome, as
+ * without a batch (a failed one is undone alone); end fails only when the commit
+ * does. Objects must still be recorded and committed before they are made: close
+ * the batch before making them. */
+int hero_store_batch_begin(hero_store_t *s, hero_error_t *err);
+int hero_store_batch_end(hero_store_t *s, hero_error_t *err);
+
+/* ---- notes: small text values the store keeps for hero itself, by key ("uid" is
+ * the store's id; modules use "<module>.<what>") ---- */
+/* 0 found (*value set, caller frees), 1 not found, <0 error */
+int hero_store_meta_get(hero_store_t *s, const char *key, char **value, hero_error_t *err);
+int hero_store_meta_put(hero_store_t *s, const char *key, const char *value, hero_error_t *err);
+
 /* ---- instances: settings are a JSON object, owned by the caller ---- */
 /* 0 found (*settings set, caller frees), 1 not found, <0 error */
 int hero_store_instance_get(hero_store_t *s, const char *name, char **settings, hero_error_t *err);
@@ -63,6 +79,9 @@ int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_e
 int hero_store_container_set_state(hero_store_t *s, int64_t id, const char *state, int64_t pid,
                                    int64_t exit_code, int64_t exit_signal, hero_error_t *err);
 int hero_store_container_delete(hero_store_t *s, int64_t id, hero_error_t *err);
+/* Forgets a container entirely, in one transaction: its host-object records, its
+ * leases and its row (for a teardown that has undone every object). */
+int hero_store_container_forget(hero_store_t *s, int64_t id, hero_error_t *err);
 /* All containers (of one instance, or all when NULL), by name. */
 int hero_store_container_list(hero_store_t *s, const char *instance, hero_container_rec_t **v,
                               size_t *n, hero_error_t *err);
@@ -83,6 +102,12 @@ int hero_store_image_put(hero_store_t *s, const hero_image_rec_t *r, hero_error_
 int hero_store_image_delete(hero_store_t *s, const char *name, hero_error_t *err);
 int hero_store_image_list(hero_store_t *s, hero_image_rec_t **v, size_t *n, hero_error_t *err);
 void hero_image_recs_free(hero_image_rec_t *v, size_t n);
+/* The digest the image's reference pointed at when it was pulled (NULL clears it);
+ * get: 0 found (*out set, caller frees), 1 none, <0 error. */
+int hero_store_image_set_ref_digest(hero_store_t *s, const char *name, const char *ref_digest,
+                                    hero_error_t *err);
+int hero_store_image_get_ref_digest(hero_store_t *s, const char *name, char **out,
+                                    hero_error_t *err);
 /* How many containers use the image. */
 int hero_store_image_users(hero_store_t *s, const char *name, int64_t *count, hero_error_t *err);
 

@@ -229,7 +229,22 @@ static op_t *op_new(hero_task_t *t)
 static int set_state(op_t *op, const char *state, int64_t pid, int64_t code, int64_t sig,
                      hero_error_t *err)
 {
-    return hero_store_container_set_state(op->in->store, op->rec.id, state, pid, code, sig, err);
+    /* the record says so already (a delete stops a stopped container again): no
+     * write. Not for "exited", whose times move with every run. */
+    hero_container_rec_t *r = &op->rec;
+    if (r->state && !strcmp(r->state, state) && strcmp(state, "exited") != 0 && r->pid == pid &&
+        r->exit_code == code && r->exit_signal == sig)
+        return 0;
+    if (hero_store_container_set_state(op->in->store, r->id, state, pid, code, sig, err) < 0)
+        return -1;
+    if (!r->state || strcmp(r->state, state) != 0) {
+        free(r->state);
+        r->state = hero_xstrdup(state);
+    }
+    r->pid = pid;
+    r->exit_code = code;
+    r->exit_signal = sig;
+    return 0;
 }
 
 /* ======================= container_new ======================= */
@@ -245,7 +260,17 @@ int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
         return -1;
     }
     op->have_spec = true;
-    hero_image_resolve(t->loop, op->in->store, op->spec.image, new_have_image, op);
+    char *image = hero_arg_str(t->action, "image");
+    char *cname = hero_arg_str(t->action, "custom_image_name");
+    char *url = hero_arg_str(t->action, "docker_url");
+    hero_image_source_t src;
+    hero_image_source_of(image, cname, url, &src);
+    src.podman = op->in->use_podman;
+    src.quiet = hero_run_verbosity() < 0;
+    hero_image_get(t->loop, op->in->store, &src, new_have_image, op);
+    free(image);
+    free(cname);
+    free(url);
     return 0;
 }
 
@@ -276,7 +301,9 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
         env[i] = (char *)json_string_value(json_array_get(ienv, i));
     for (size_t i = 0; i < ns; i++)
         env[ni + i] = op->spec.env[i];
-    int rc = hero_oci_check_exec(img->rootfs, env, args[0], &e);
+    /* a stack of layers has no one directory to look in: its entrypoint is checked
+     * when it starts, on the container's mounted root */
+    int rc = strchr(img->rootfs, ':') ? 0 : hero_oci_check_exec(img->rootfs, env, args[0], &e);
     free(env);
     hero_strv_free(args);
     if (rc < 0) {
@@ -533,7 +560,10 @@ static int write_config(op_t *op, hero_error_t *err)
         .keep_alive = op->keep_alive,
         .cgroup_path = cg,
     };
-    json_t *cfg = hero_oci_config(&op->spec, op->img->config, op->img->rootfs, &o, err);
+    /* users are looked up in the image's root: for a stack of layers, through the
+     * container's mounted root (o.rootfs) */
+    json_t *cfg = hero_oci_config(&op->spec, op->img->config,
+                                  strchr(op->img->rootfs, ':') ? NULL : op->img->rootfs, &o, err);
     int rc = -1;
     if (cfg) {
         /* hero-init runs as the container's user and writes its status into run/ */
@@ -548,9 +578,7 @@ static int write_config(op_t *op, hero_error_t *err)
     }
     if (cfg) {
         char *path = hero_xasprintf("%s/config.json", op->dir);
-        rc = json_dump_file(cfg, path, JSON_INDENT(1)) == 0
-                 ? 0
-                 : hero_error_set(err, errno, "cannot write '%s'", path);
+        rc = hero_oci_write(cfg, path, err);
         free(path);
         json_decref(cfg);
     }

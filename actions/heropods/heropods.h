@@ -13,6 +13,10 @@ int hero_heropods_start_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_exec_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_stop_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_delete_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_image_pull_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_image_import_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_image_export_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_image_delete_start(struct hero_task *t, hero_error_t *err);
 
 /* `hero pods ARGS...` (argv[0] is "pods"); returns the exit code. */
 int hero_heropods_cli(int argc, char **argv);

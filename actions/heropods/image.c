@@ -25,11 +25,13 @@
 
 #include <openssl/evp.h>
 
+#include "actions/actions.h"
+#include "actions/heropods/pull.h"
 #include "runtime/proc.h"
 
 /* Part of the embedded image's digest: bump it whenever the layout or any file this
  * module writes changes, so existing stores rebuild their embedded image. */
-#define EMBEDDED_FORMAT "hero-embedded-image/1"
+#define EMBEDDED_FORMAT "hero-embedded-image/2"
 #define EMBEDDED_NAME "embedded"
 /* A busybox is about 2 MB; anything far bigger is not what we think it is, and we
  * hold it in memory while hashing and copying. */
@@ -398,8 +400,12 @@ static char *digest_of(const unsigned char *bytes, size_t len)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    /* fetched once: EVP_sha256() makes every digest look the provider up again */
+    static EVP_MD *sha256;
+    if (!sha256)
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+    if (!ctx || EVP_DigestInit_ex(ctx, sha256 ? sha256 : EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(ctx, bytes, len) != 1 ||
         EVP_DigestUpdate(ctx, EMBEDDED_FORMAT, strlen(EMBEDDED_FORMAT)) != 1 ||
         EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
@@ -460,16 +466,25 @@ static hero_image_t *image_from_record(const hero_image_rec_t *r, hero_error_t *
                        r->name);
         return NULL;
     }
-    if (stat(r->rootfs, &sb) < 0) {
-        hero_error_set(err, errno, "image '%s' is in the store but its root filesystem %s is gone",
-                       r->name, r->rootfs);
-        return NULL;
+    /* a root is one directory, or a stack of layer directories (top first) */
+    char **dirs = hero_image_layer_dirs(r->rootfs);
+    for (char **d = dirs; *d; d++) {
+        if (stat(*d, &sb) < 0) {
+            hero_error_set(err, errno,
+                           "image '%s' is in the store but its root filesystem %s is gone "
+                           "(image_pull with reset:true fetches it again)",
+                           r->name, *d);
+            hero_strv_free(dirs);
+            return NULL;
+        }
+        if (!S_ISDIR(sb.st_mode)) {
+            hero_error_set(err, 0, "image '%s': its root filesystem %s is not a directory",
+                           r->name, *d);
+            hero_strv_free(dirs);
+            return NULL;
+        }
     }
-    if (!S_ISDIR(sb.st_mode)) {
-        hero_error_set(err, 0, "image '%s': its root filesystem %s is not a directory", r->name,
-                       r->rootfs);
-        return NULL;
-    }
+    hero_strv_free(dirs);
     json_error_t je;
     json_t *doc = json_loads(r->config ? r->config : "{}", 0, &je);
     if (!json_is_object(doc)) {
@@ -510,9 +525,9 @@ static void resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,
     int rc = hero_store_image_get(st, name, &rec, &e);
     if (rc == 1) {
         hero_error_set(&e, 0,
-                       "image '%s' is not in the store: this build has the embedded image "
-                       "(image:'embedded') and images imported into the store; pulling from "
-                       "registries comes with the images module",
+                       "image '%s' is not in the store: pull it (image_pull, or an image "
+                       "reference in image:), import it (image_import), or use "
+                       "image:'embedded'",
                        name);
         e.code = ENOENT; /* for callers that branch on it; the message stays as written */
     } else if (rc == 0) {
@@ -638,6 +653,9 @@ static int make_layout(build_t *b, hero_error_t *err)
         {"usr/sbin", 0755}, {"etc", 0755},  {"root", 0700}, {"tmp", 01777},
         {"var", 0755},  {"var/tmp", 01777}, {"proc", 0555}, {"sys", 0555},
         {"dev", 0755},  {"run", 0755},      {"home", 0755},
+        /* where hero mounts the container's status dir: being in the image, it is not
+         * made (and later removed) in every container's upper dir */
+        {".hero", 0755},
     };
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         if (mkdirat(b->tmp_fd, dirs[i].rel, 0700) < 0)
@@ -647,6 +665,9 @@ static int make_layout(build_t *b, hero_error_t *err)
             return hero_error_set(err, errno, "cannot set the mode of %s/%s", b->tmp,
                                   dirs[i].rel);
     }
+    /* the mount point of hero-init, for the same reason as .hero */
+    if (write_file_at(b->tmp_fd, b->tmp, ".hero-init", "", 0, 0755, err) < 0)
+        return -1;
     return write_file_at(b->tmp_fd, b->tmp, "bin/busybox", b->bb.bytes, b->bb.len, 0755, err);
 }
 
@@ -970,11 +991,42 @@ static void seen_remember(const char *path, const struct stat *sb, const char *d
     seen.digest = hero_xstrdup(digest);
 }
 
+/* The embedded image this process last found in a store (by its base dir), so that
+ * every container does not read its record and parse its config again: valid while
+ * the busybox is the one `seen` hashed and its root is still there. */
+static struct {
+    char *base, *digest, *rootfs;
+    json_t *config;
+} known;
+
+static void known_remember(hero_store_t *st, const hero_image_t *img)
+{
+    free(known.base);
+    free(known.digest);
+    free(known.rootfs);
+    json_decref(known.config);
+    known.base = hero_xstrdup(hero_store_base_dir(st));
+    known.digest = hero_xstrdup(img->digest);
+    known.rootfs = hero_xstrdup(img->rootfs);
+    known.config = json_deep_copy(img->config);
+}
+
 /* The stored embedded image when it was built from this very busybox file. */
 static hero_image_t *embedded_cached(hero_store_t *st, const char *path, const struct stat *sb)
 {
     if (!seen_matches(path, sb))
         return NULL;
+    if (known.base && known.config && !strcmp(known.base, hero_store_base_dir(st)) &&
+        !strcmp(known.digest, seen.digest) && is_dir(known.rootfs)) {
+        hero_image_t *img = hero_xcalloc(1, sizeof(*img));
+        img->name = hero_xstrdup(EMBEDDED_NAME);
+        img->rootfs = hero_xstrdup(known.rootfs);
+        img->config = json_deep_copy(known.config);
+        img->digest = hero_xstrdup(known.digest);
+        if (img->config)
+            return img;
+        hero_image_free(img);
+    }
     hero_image_rec_t rec = {0};
     hero_error_t e = HERO_ERROR_INIT;
     hero_image_t *img = NULL;
@@ -983,7 +1035,47 @@ static hero_image_t *embedded_cached(hero_store_t *st, const char *path, const s
         img = image_from_record(&rec, &e);
     hero_error_clear(&e);
     hero_image_rec_free(&rec);
+    if (img && img->digest)
+        known_remember(st, img);
     return img;
+}
+
+/* The store's note of the busybox file the embedded image was last built from: its
+ * identity (device, inode, size, modification and change times) and its digest. A
+ * new hero process that finds the same file takes the digest from it instead of
+ * reading and hashing 2 MB again. */
+#define BUSYBOX_NOTE "image.embedded.busybox"
+
+static char *busybox_note(const char *path, const struct stat *sb, const char *digest)
+{
+    return hero_xasprintf("%llu %llu %lld %lld %ld %lld %ld %s %s", (unsigned long long)sb->st_dev,
+                          (unsigned long long)sb->st_ino, (long long)sb->st_size,
+                          (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec,
+                          (long long)sb->st_ctim.tv_sec, sb->st_ctim.tv_nsec, digest, path);
+}
+
+/* Fills `seen` from the store's note when it describes this very file. */
+static void seen_from_note(hero_store_t *st, const char *path, const struct stat *sb)
+{
+    char *note = NULL;
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_store_meta_get(st, BUSYBOX_NOTE, &note, &e) != 0) {
+        hero_error_clear(&e);
+        return;
+    }
+    /* the digest is "sha256:" and 64 hex digits; the path is the rest of the line */
+    char *digest = strstr(note, " sha256:");
+    if (digest && strlen(digest) > 72 && digest[72] == ' ') {
+        digest[72] = 0;
+        char *want = busybox_note(path, sb, digest + 1);
+        digest[72] = ' ';
+        if (!strcmp(want, note)) {
+            digest[72] = 0;
+            seen_remember(path, sb, digest + 1);
+        }
+        free(want);
+    }
+    free(note);
 }
 
 static void resolve_embedded(uv_loop_t *loop, hero_store_t *st, hero_image_cb cb, void *data)
@@ -993,6 +1085,8 @@ static void resolve_embedded(uv_loop_t *loop, hero_store_t *st, hero_image_cb cb
     struct stat sb;
     const char *path = hero_image_busybox_path();
     bool have_stat = stat(path, &sb) == 0;
+    if (have_stat && !seen_matches(path, &sb))
+        seen_from_note(st, path, &sb);
     if (have_stat) {
         hero_image_t *img = embedded_cached(st, path, &sb);
         if (img) {
@@ -1014,8 +1108,13 @@ static void resolve_embedded(uv_loop_t *loop, hero_store_t *st, hero_image_cb cb
         hero_error_clear(&e);
         return;
     }
-    if (have_stat)
+    if (have_stat) {
         seen_remember(path, &sb, bb.digest);
+        char *note = busybox_note(path, &sb, bb.digest);
+        hero_store_meta_put(st, BUSYBOX_NOTE, note, &e);
+        hero_error_clear(&e); /* only a shortcut for the next process */
+        free(note);
+    }
     if (rc == 0 && rec.digest && !strcmp(rec.digest, bb.digest) && rec.rootfs &&
         is_dir(rec.rootfs)) {
         /* up to date: the common case after the first run */
@@ -1030,6 +1129,80 @@ static void resolve_embedded(uv_loop_t *loop, hero_store_t *st, hero_image_cb cb
     }
     hero_image_rec_free(&rec);
     build_start(loop, st, &bb, cb, data);
+}
+
+void hero_image_resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,
+                               void *data)
+{
+    resolve_stored(st, name, cb, data);
+}
+
+char **hero_image_layer_dirs(const char *rootfs)
+{
+    size_t n = 1;
+    for (const char *c = rootfs; c && *c; c++)
+        n += *c == ':';
+    char **v = hero_xcalloc(n + 1, sizeof(char *));
+    size_t i = 0;
+    const char *p = rootfs ? rootfs : "";
+    while (*p) {
+        size_t l = strcspn(p, ":");
+        v[i++] = hero_xstrndup(p, l);
+        p += l + (p[l] == ':');
+    }
+    return v;
+}
+
+/* The image names of the reference implementation. */
+static const struct {
+    const char *name, *ref;
+} known_images[] = {
+    {"alpine_3_20", "docker.io/library/alpine:3.20"},
+    {"ubuntu_24_04", "docker.io/library/ubuntu:24.04"},
+    {"ubuntu_25_04", "docker.io/library/ubuntu:25.04"},
+};
+
+void hero_image_source_of(const char *image, const char *custom_name, const char *docker_url,
+                          hero_image_source_t *out)
+{
+    *out = (hero_image_source_t){.name = image};
+    if (image && !strcmp(image, "custom")) {
+        out->name = custom_name;
+        out->ref = docker_url; /* NULL: the image must be in the store */
+        return;
+    }
+    for (size_t i = 0; i < sizeof(known_images) / sizeof(known_images[0]); i++)
+        if (image && !strcmp(image, known_images[i].name)) {
+            out->ref = known_images[i].ref;
+            return;
+        }
+    /* anything else that looks like a reference is one; a plain name is a store name */
+    if (image && strcmp(image, EMBEDDED_NAME) && strpbrk(image, "/:@.") )
+        out->ref = image;
+}
+
+void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t *src,
+                    hero_image_cb cb, void *data)
+{
+    if (!src->ref || (src->name && !strcmp(src->name, EMBEDDED_NAME))) {
+        hero_image_resolve(loop, st, src->name, cb, data);
+        return;
+    }
+    if (src->podman) {
+        hero_image_rec_t rec = {0};
+        hero_error_t e = HERO_ERROR_INIT;
+        int g = src->reset ? 1 : hero_store_image_get(st, src->name, &rec, &e);
+        hero_image_rec_free(&rec);
+        hero_error_clear(&e);
+        if (g == 0)
+            resolve_stored(st, src->name, cb, data);
+        else
+            hero_image_podman(loop, st, src->name, src->ref, cb, data);
+        return;
+    }
+    hero_pull_opts_t po = {.name = src->name, .ref = src->ref, .platform = src->platform,
+                           .reset = src->reset, .check = src->check, .quiet = src->quiet};
+    hero_image_pull(loop, st, &po, cb, data);
 }
 
 void hero_image_resolve(uv_loop_t *loop, hero_store_t *st, const char *name, hero_image_cb cb,

@@ -6,6 +6,7 @@
 #define HERO_IMAGE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <uv.h>
 
 #include "runtime/error.h"
@@ -30,6 +31,45 @@ typedef void (*hero_image_cb)(hero_image_t *img, hero_error_t *err, void *data);
  * before this returns. */
 void hero_image_resolve(uv_loop_t *loop, hero_store_t *st, const char *name, hero_image_cb cb,
                         void *data);
+
+/* Where an image comes from: a store name, and the reference to pull it from when it
+ * is not stored (NULL: it must be). */
+typedef struct hero_image_source {
+    const char *name;       /* the store name ("embedded", "alpine_3_20", a reference) */
+    const char *ref;        /* the image reference, or NULL */
+    const char *platform;   /* NULL: the host's */
+    bool reset;             /* fetch again even when stored */
+    bool check;             /* stored: ask the registry whether the reference moved */
+    bool podman;            /* through podman (configure use_podman:true) */
+    bool quiet;             /* no pull progress */
+} hero_image_source_t;
+
+/* container_new's image forms: "embedded"; the reference's names (alpine_3_20,
+ * ubuntu_24_04, ubuntu_25_04: docker.io/library/alpine:3.20 ...); "custom" with
+ * custom_image_name (the store name) and docker_url (its reference); a reference
+ * (anything with '/', ':', '@' or '.'), stored under itself; else a store name.
+ * out's strings point into the arguments. */
+void hero_image_source_of(const char *image, const char *custom_name, const char *docker_url,
+                          hero_image_source_t *out);
+
+/* The image from its source: stored, or pulled (by hero's client or podman). */
+void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t *src,
+                    hero_image_cb cb, void *data);
+
+/* A stored image only. */
+void hero_image_resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,
+                               void *data);
+
+/* The directories of an image root as stored (one, or a stack "top:...:bottom"), as a
+ * NULL-terminated array (hero_strv_free). */
+char **hero_image_layer_dirs(const char *rootfs);
+
+/* Pulls through podman (pull, create, export) into a single-layer image (imgops.c). */
+void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, const char *ref,
+                       hero_image_cb cb, void *data);
+
+/* Removes blobs and layer dirs no stored image uses (imgops.c). */
+int hero_image_gc(hero_store_t *st, hero_error_t *err);
 
 /* The static busybox the embedded image is built from: $HERO_BUSYBOX, else
  * /bin/busybox. */

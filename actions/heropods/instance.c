@@ -80,6 +80,9 @@ static hero_pods_instance_t *register_instance(const char *name, const char *bas
     in->dns_servers = dns_from_settings(settings);
     hero_pods_net_from_settings(&in->net, settings);
     in->net_ready = false;
+    json_t *j = json_loads(settings ? settings : "{}", 0, NULL);
+    in->use_podman = json_is_true(json_object_get(j, "use_podman"));
+    json_decref(j);
     return in;
 }
 

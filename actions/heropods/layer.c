@@ -100,6 +100,7 @@ typedef struct ctx {
     feeder_t feed;
     hero_layer_result_t *res;
     hero_error_t *err;
+    bool tail_given;              /* inner_read gave tar_tail after the stream's end */
     const char *entry;            /* the current entry's name as in the tar, for messages */
     char *last;                   /* a copy of the last entry's name ("after 'X'") */
     /* one-entry cache of the last parent directory: tars list siblings together */
@@ -757,6 +758,10 @@ static int do_hardlink(ctx_t *c, int pfd, const char *base, const char *rel, con
     char *t = clean_path(link);
     if (!t)
         return entry_error(c, 0, "hardlink target '%s' escapes the image root", link);
+    if (link[0] == '/' && *t) {
+        free(t);
+        return entry_error(c, 0, "hardlink target '%s' is absolute", link);
+    }
     if (!*t) {
         free(t);
         return entry_error(c, 0, "hardlink to the image root");
@@ -843,6 +848,12 @@ static int do_entry(ctx_t *c, struct archive_entry *e)
     char *rel = clean_path(name);
     if (!rel)
         return entry_error(c, 0, "path escapes the image root");
+    /* an absolute name is how a hostile tar aims outside: refused (the root itself,
+     * "/", which umoci writes, is fine) */
+    if (name[0] == '/' && *rel) {
+        free(rel);
+        return entry_error(c, 0, "absolute name: a layer's names are relative to its root");
+    }
 
     int rc = 0;
     const char *link = archive_entry_hardlink(e);
@@ -1065,10 +1076,25 @@ static la_ssize_t pull(ctx_t *c, const void **buf)
     return n;
 }
 
+/* Zeros the tar reader gets once after the real stream: the last entry's padding and
+ * the two end-of-archive blocks. Some writers leave them out (Debian's umoci 0.4.7
+ * does for every `umoci insert` layer), and podman and Go's archive/tar read such a
+ * layer; libarchive would fail it as truncated. The diff_id is taken from the real
+ * bytes only (the feeder hashes them), so a complete tar is unaffected: libarchive
+ * stops at its end blocks and never asks for these. */
+static const char tar_tail[511 + 1024];
+
 static la_ssize_t inner_read(struct archive *a, void *data, const void **buf)
 {
     (void)a;
-    return pull(data, buf);
+    ctx_t *c = data;
+    la_ssize_t n = pull(c, buf);
+    if (n == 0 && !c->tail_given) {
+        c->tail_given = true;
+        *buf = tar_tail;
+        return (la_ssize_t)sizeof(tar_tail);
+    }
+    return n;
 }
 
 static const char *detect(const unsigned char *m, ssize_t n, int *filter)

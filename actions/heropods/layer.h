@@ -19,10 +19,13 @@
  *
  * Safety against hostile tars: nothing is ever created, written, chowned or chmoded
  * outside dest_dir.
- *   - Entry names are cleaned lexically: a leading "/" is stripped (as tar does: the
- *     name `/abs/evil` lands at <dest>/abs/evil), "." and empty components dropped,
- *     "a/.." folded. A name whose ".." climbs above the root fails the layer
- *     ("layer entry '../evil': path escapes the image root"). So do hardlink targets.
+ *   - Entry names are cleaned lexically: "." and empty components dropped, "a/.."
+ *     folded. A name whose ".." climbs above the root fails the layer ("layer entry
+ *     '../evil': path escapes the image root"), and so does an absolute name other
+ *     than "/" itself (which umoci writes for the root). So do hardlink targets.
+ *   - A tar that ends without the last entry's padding or the end-of-archive blocks
+ *     (umoci 0.4.7 writes such layers; podman reads them) is read as if they were
+ *     there; the diff_id is of the bytes as they are.
  *   - The parent directory of every entry is resolved with openat2(RESOLVE_IN_ROOT |
  *     RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV) relative to dest_dir, and missing
  *     parents are made one component at a time in-root. A symlink planted by an earlier

@@ -3,6 +3,8 @@
  * filesystem (users, entrypoints) are in oci_user.c. */
 #include "actions/heropods/oci.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -12,6 +14,7 @@
 #include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "actions/actions.h"
 
@@ -288,16 +291,24 @@ char *hero_ctr_spec_hash(const hero_ctr_spec_t *s)
         fputs("hero: out of memory\n", stderr);
         abort();
     }
+    /* fetched once: EVP_sha256() makes every digest look the provider up again */
+    static EVP_MD *sha256;
+    if (!sha256)
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL)) {
+    if (!EVP_Digest(text, strlen(text), md, &mdlen, sha256 ? sha256 : EVP_sha256(), NULL)) {
         fputs("hero: sha256 failed\n", stderr); /* only on allocation failure */
         abort();
     }
     free(text);
+    static const char hexd[] = "0123456789abcdef";
     char *hex = hero_xmalloc(mdlen * 2 + 1);
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    for (unsigned i = 0; i < mdlen; i++) {
+        hex[2 * i] = hexd[md[i] >> 4];
+        hex[2 * i + 1] = hexd[md[i] & 15];
+    }
+    hex[2 * mdlen] = 0;
     return hex;
 }
 
@@ -826,4 +837,32 @@ out:
     hero_strv_free(img_env);
     hero_strv_free(env);
     return cfg;
+}
+
+int hero_oci_write(const json_t *cfg, const char *path, hero_error_t *err)
+{
+    /* one string and one write: json_dump_file goes through stdio, a write per 4 KiB */
+    char *buf = json_dumps(cfg, JSON_INDENT(1));
+    if (!buf)
+        return hero_error_set(err, 0, "cannot write '%s': the config does not serialise", path);
+    size_t n = strlen(buf);
+    int rc = 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = hero_error_set(err, errno, "cannot write '%s'", path);
+    } else {
+        for (size_t off = 0; rc == 0 && off < n;) {
+            ssize_t w = write(fd, buf + off, n - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                rc = hero_error_set(err, errno, "cannot write '%s'", path);
+            else
+                off += (size_t)w;
+        }
+        if (close(fd) < 0 && rc == 0)
+            rc = hero_error_set(err, errno, "cannot write '%s'", path);
+    }
+    free(buf);
+    return rc;
 }

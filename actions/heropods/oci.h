@@ -65,6 +65,9 @@ typedef struct hero_oci_opts {
 json_t *hero_oci_config(const hero_ctr_spec_t *spec, const json_t *image_config,
                         const char *image_rootfs, const hero_oci_opts_t *o, hero_error_t *err);
 
+/* Writes cfg to path (created 0644, or truncated) as indented JSON, in one write. */
+int hero_oci_write(const json_t *cfg, const char *path, hero_error_t *err);
+
 /* The process argv the container runs (entrypoint + cmd after the overrides),
  * NULL-terminated; NULL with err when it is empty. Caller frees with hero_strv_free. */
 char **hero_oci_args(const hero_ctr_spec_t *spec, const json_t *image_config, hero_error_t *err);

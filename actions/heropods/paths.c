@@ -21,7 +21,7 @@ char *hero_pods_crun_id(int64_t id)
     return hero_xasprintf("hero-%lld", (long long)id);
 }
 
-char *hero_pods_init_path(hero_error_t *err)
+static char *init_path_find(hero_error_t *err)
 {
     const char *env = getenv("HERO_INIT");
     if (env && *env)
@@ -50,4 +50,22 @@ char *hero_pods_init_path(hero_error_t *err)
                    "hero-init not found beside hero or in ../libexec/hero (make builds it; "
                    "HERO_INIT names another)");
     return NULL;
+}
+
+char *hero_pods_init_path(hero_error_t *err)
+{
+    /* beside hero: looked for once per process (every start asks), then only
+     * checked to be still there */
+    static char *found;
+    const char *env = getenv("HERO_INIT");
+    if (env && *env)
+        return init_path_find(err);
+    if (found && access(found, X_OK) == 0)
+        return hero_xstrdup(found);
+    char *p = init_path_find(err);
+    if (p) {
+        free(found);
+        found = hero_xstrdup(p);
+    }
+    return p;
 }

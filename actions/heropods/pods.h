@@ -28,6 +28,7 @@ typedef struct hero_pods_instance {
     char **dns_servers;      /* NULL-terminated */
     hero_pods_net_t net;
     bool net_ready;          /* this process has applied the network since configure */
+    bool use_podman;         /* images come through podman (configure use_podman:true) */
 } hero_pods_instance_t;
 
 /* The instance for an action: configured earlier in this run, or found in the

@@ -56,12 +56,14 @@ EOF
   echo "parallel: $((e - s)) ms"
   [ $((e - s)) -lt 1000 ]
   s=$(now_ms); run "$HERO" run -j 1 "$T/a.heroscript"; e=$(now_ms)
-  echo "-j 1: $((e - s)) ms"
-  [ $((e - s)) -ge 1150 ]
+  local one=$((e - s))
+  echo "-j 1: $one ms"
+  [ "$one" -ge 1150 ]
   s=$(now_ms); run "$HERO" run -j 2 "$T/a.heroscript"; e=$(now_ms)
   echo "-j 2: $((e - s)) ms"
   [ $((e - s)) -ge 780 ]
-  [ $((e - s)) -lt 1150 ]
+  # two at a time saves one sleep of the three (less on a loaded machine, never none)
+  [ $((e - s)) -lt $((one - 200)) ]
 }
 
 @test "actions sharing a resource run one after the other" {
@@ -213,13 +215,14 @@ EOF
 
 @test "an action without a handler in this build validates, then fails with the reason" {
   pb a.heroscript <<'EOF'
-!!heropods.image_pull name:img ref:'docker.io/library/alpine:3.20'
+!!heropods.enable_mycelium version:'0.7.0' ipv6_range:'400::/7' key_path:'/nonexistent/key'
+    peers:['tcp://127.0.0.1:9651']
 EOF
   run "$HERO" run --check "$T/a.heroscript"
   [ "$status" -eq 0 ]
   run "$HERO" run "$T/a.heroscript"
   [ "$status" -eq 1 ]
-  [[ "$output" == *"heropods.image_pull is not implemented in this build"* ]]
+  [[ "$output" == *"heropods.enable_mycelium is not implemented in this build"* ]]
 }
 
 @test "usage errors exit 2" {
@@ -302,9 +305,14 @@ EOF
 !!core.sleep duration:30s resources:b
 EOF
   valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-    "$HERO" run "$T/a.heroscript" 2> "$T/err" &
+    "$HERO" run -v "$T/a.heroscript" 2> "$T/err" &
   pid=$!
-  sleep 1.5
+  # interrupt once the actions run (valgrind takes a while to get there)
+  local i
+  for i in $(seq 1 300); do
+    grep -q "started" "$T/err" 2> /dev/null && break
+    sleep 0.1
+  done
   kill -INT "$pid"
   rc=0; wait "$pid" || rc=$?
   cat "$T/err"

@@ -386,9 +386,8 @@ int main(void)
     resolve("alpine:3.19", &r6);
     TAP_OK(r6.calls == 1 && !r6.img, "an unknown name fails");
     TAP_STREQ(r6.err,
-              "image 'alpine:3.19' is not in the store: this build has the embedded image "
-              "(image:'embedded') and images imported into the store; pulling from registries "
-              "comes with the images module",
+              "image 'alpine:3.19' is not in the store: pull it (image_pull, or an image "
+              "reference in image:), import it (image_import), or use image:'embedded'",
               "with the not-in-the-store message");
     res_free(&r6);
 

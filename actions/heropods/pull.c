@@ -1,0 +1,558 @@
+/* Pulling an image from a registry into the store, on the loop:
+ *
+ *   resolve (manifest, config; HEAD first when the image is stored already)
+ *   -> per layer, in parallel: its layer dir exists already (shared with another
+ *      image: nothing to do), else its blob is fetched (at most 6 at once, by the
+ *      registry client) and applied on a threadpool thread into a private temp dir,
+ *      synced, and renamed to images/layers/<diff_id hex>
+ *   -> the image record: its root is the stack of its layer dirs, top first.
+ *
+ * Store layout (under <base>/images): blobs/sha256/<hex> (manifests, configs and
+ * layer blobs as the registry sent them, verified), layers/<hex of diff_id>/ (each
+ * layer extracted in overlayfs form, see layer.h). A blob or layer dir that exists
+ * under its final name is complete: both are made under a temporary name and
+ * renamed, so a killed hero leaves only temporary names, which the next pull
+ * removes. Nothing is recorded for an image until all its layers are in place. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "layer.h"
+#include "pods.h"
+#include "pull.h"
+#include "registry.h"
+#include "runtime/config.h"
+#include "runtime/fs.h"
+#include "runtime/progress.h"
+
+/* ---- the registry client: one per process, made on first use ---- */
+static hero_registry_t *client;
+
+static int client_get(uv_loop_t *loop, hero_registry_t **out, hero_error_t *err)
+{
+    if (client) {
+        *out = client;
+        return 0;
+    }
+    const hero_config_t *c = hero_config_current();
+    hero_registry_mirror_t *m = hero_xcalloc(c->n_registries + 1, sizeof(*m));
+    for (size_t i = 0; i < c->n_registries; i++)
+        m[i] = (hero_registry_mirror_t){.prefix = c->registries[i].prefix,
+                                        .location = c->registries[i].location,
+                                        .insecure = c->registries[i].insecure};
+    hero_registry_config_t rc = {.mirrors = m, .n_mirrors = c->n_registries,
+                                 .auth_json = c->auths};
+    int r = hero_registry_new(loop, &rc, &client, err);
+    free(m);
+    if (r < 0)
+        return hero_error_wrap(err, "registry client");
+    *out = client;
+    return 0;
+}
+
+void hero_pull_shutdown(void)
+{
+    hero_registry_close(client);
+    client = NULL;
+}
+
+/* ---- one pull ---- */
+
+typedef struct pull pull_t;
+
+typedef struct layer_job {
+    pull_t *p;
+    size_t idx;
+    char *digest, *diff_id;     /* of the blob and of its content */
+    int64_t size;
+    char *blob, *final, *tmp;   /* paths */
+    int item;                   /* progress line */
+    uv_work_t work;
+    int rc;                     /* of the threadpool part */
+    hero_error_t err;
+    uint64_t unpacked;          /* uncompressed bytes */
+} layer_job_t;
+
+/* Another caller waiting for the same image (same store and name). */
+typedef struct waiter {
+    hero_image_cb cb;
+    void *data;
+    struct waiter *next;
+} waiter_t;
+
+struct pull {
+    uv_loop_t *loop;
+    hero_store_t *st;
+    char *name;
+    hero_ref_t ref;
+    char *platform;
+    bool check;                 /* a stored image: ask the registry whether it moved */
+    bool quiet;                 /* no progress */
+    char *known;                /* ref_digest of the stored image */
+    waiter_t *waiters;
+    hero_registry_image_t *img;
+    layer_job_t *jobs;
+    size_t njobs, pending;
+    hero_error_t err;           /* the first failure */
+    hero_progress_t *prog;
+    char *blobs, *layers;       /* <base>/images/blobs/sha256, <base>/images/layers */
+    pull_t *next;               /* in `pulls` */
+};
+
+/* Pulls in flight in this process, so two actions wanting one image share a pull. */
+static pull_t *pulls;
+
+static const char *hex_of(const char *digest)
+{
+    const char *c = strchr(digest, ':');
+    return c ? c + 1 : digest;
+}
+
+static void pull_free(pull_t *p)
+{
+    for (pull_t **pp = &pulls; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    for (size_t i = 0; i < p->njobs; i++) {
+        layer_job_t *j = &p->jobs[i];
+        free(j->digest);
+        free(j->diff_id);
+        free(j->blob);
+        free(j->final);
+        free(j->tmp);
+        hero_error_clear(&j->err);
+    }
+    free(p->jobs);
+    hero_registry_image_free(p->img);
+    hero_ref_free(&p->ref);
+    free(p->platform);
+    free(p->known);
+    free(p->name);
+    free(p->blobs);
+    free(p->layers);
+    hero_error_clear(&p->err);
+    free(p);
+}
+
+/* Ends the pull: every waiter gets the image from the store (or the error). */
+static void pull_end(pull_t *p, hero_error_t *err)
+{
+    if (p->prog) {
+        hero_progress_finish(p->prog, err == NULL);
+        p->prog = NULL;
+    }
+    waiter_t *w = p->waiters;
+    p->waiters = NULL;
+    /* off the in-flight list first: a waiter may start another pull of this name */
+    for (pull_t **pp = &pulls; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    p->next = NULL;
+    while (w) {
+        waiter_t *n = w->next;
+        if (err)
+            w->cb(NULL, err, w->data);
+        else
+            hero_image_resolve_stored(p->st, p->name, w->cb, w->data);
+        free(w);
+        w = n;
+    }
+    pull_free(p);
+    /* an idle client would keep the loop alive (its timer, kept-alive connections):
+     * close it when no pull is left, the next pull makes a new one */
+    if (!pulls)
+        hero_pull_shutdown();
+}
+
+/* Writes a small verified blob (a manifest, a config) under its digest. */
+static int blob_put(pull_t *p, const char *digest, const char *bytes, size_t len,
+                    hero_error_t *err)
+{
+    char *path = hero_xasprintf("%s/%s", p->blobs, hex_of(digest));
+    int rc = access(path, F_OK) == 0 ? 0 : hero_fs_write_atomic(path, bytes, len, err);
+    free(path);
+    return rc;
+}
+
+static char *join_layers(pull_t *p)
+{
+    /* overlayfs wants the top layer first */
+    size_t n = 0;
+    for (size_t i = 0; i < p->njobs; i++)
+        n += strlen(p->jobs[i].final) + 1;
+    char *s = hero_xmalloc(n + 1), *o = s;
+    for (size_t i = p->njobs; i-- > 0;) {
+        size_t l = strlen(p->jobs[i].final);
+        memcpy(o, p->jobs[i].final, l);
+        o += l;
+        *o++ = i ? ':' : 0;
+    }
+    if (!p->njobs)
+        *s = 0;
+    return s;
+}
+
+static void pull_record(pull_t *p)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    if (p->njobs == 0) {
+        hero_error_set(&e, EPROTO, "image %s has no layers", p->ref.canonical);
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    int64_t size = 0;
+    for (size_t i = 0; i < p->njobs; i++)
+        size += (int64_t)p->jobs[i].unpacked;
+    char *rootfs = join_layers(p);
+    hero_image_rec_t r = {.name = p->name,
+                          .ref = p->ref.canonical,
+                          .digest = p->img->manifest_digest,
+                          .rootfs = rootfs,
+                          .config = p->img->config,
+                          .size = size,
+                          .created = (int64_t)time(NULL)};
+    int rc = hero_store_image_put(p->st, &r, &e);
+    if (rc == 0)
+        rc = hero_store_image_set_ref_digest(p->st, p->name, p->img->ref_digest, &e);
+    free(rootfs);
+    pull_end(p, rc < 0 ? &e : NULL);
+    hero_error_clear(&e);
+}
+
+/* One layer (or the hold layers_start keeps while it starts them) is done. */
+static void pending_done(pull_t *p)
+{
+    if (--p->pending)
+        return;
+    if (p->err.msg) {
+        hero_error_wrap(&p->err, "pulling %s", p->ref.canonical);
+        hero_error_t e = p->err;
+        p->err = (hero_error_t)HERO_ERROR_INIT;
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    pull_record(p);
+}
+
+static void job_finished(layer_job_t *j, hero_error_t *err)
+{
+    pull_t *p = j->p;
+    if (err && !p->err.msg)
+        hero_error_set(&p->err, err->code, "layer %.19s: %s", j->digest, err->msg);
+    hero_progress_item_done(p->prog, j->item, err ? "failed" : "done");
+    pending_done(p);
+}
+
+/* threadpool: apply the blob into a temp dir, sync it, rename it into place */
+static void apply_work(uv_work_t *w)
+{
+    layer_job_t *j = w->data;
+    j->rc = -1;
+    char *tmpl = hero_xasprintf("%s/.tmp-%.12s-XXXXXX", j->p->layers, hex_of(j->diff_id));
+    if (!mkdtemp(tmpl)) {
+        hero_error_set(&j->err, errno, "cannot make a directory in %s", j->p->layers);
+        free(tmpl);
+        return;
+    }
+    j->tmp = tmpl;
+    hero_layer_result_t res;
+    if (hero_layer_apply(j->blob, j->tmp, j->diff_id, &res, &j->err) < 0)
+        return;
+    j->unpacked = res.size;
+    int fd = open(j->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) < 0) {
+        hero_error_set(&j->err, errno, "cannot sync %s", j->tmp);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    if (rename(j->tmp, j->final) < 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY) {
+            hero_error_set(&j->err, errno, "cannot rename %s to %s", j->tmp, j->final);
+            return;
+        }
+        /* another hero made the same layer meanwhile: keep theirs */
+        return;
+    }
+    free(j->tmp);
+    j->tmp = NULL;
+    j->rc = 0;
+}
+
+static void apply_done(uv_work_t *w, int status)
+{
+    layer_job_t *j = w->data;
+    if (j->tmp) {
+        /* a failure, or a layer someone else finished first */
+        hero_error_t e = HERO_ERROR_INIT;
+        hero_fs_rmtree(j->tmp, &e);
+        hero_error_clear(&e);
+        if (!j->err.msg && access(j->final, F_OK) == 0)
+            j->rc = 0;
+    }
+    if (status < 0 && !j->err.msg)
+        hero_error_set(&j->err, ECANCELED, "layer extraction was cancelled");
+    job_finished(j, j->rc == 0 ? NULL : &j->err);
+}
+
+static void apply_start(layer_job_t *j)
+{
+    j->work.data = j;
+    hero_progress_update(j->p->prog, j->item, j->size > 0 ? (uint64_t)j->size : 0);
+    uv_queue_work(j->p->loop, &j->work, apply_work, apply_done);
+}
+
+static void blob_progress(const char *digest, uint64_t done, uint64_t total, void *data)
+{
+    (void)digest;
+    (void)total;
+    layer_job_t *j = data;
+    hero_progress_update(j->p->prog, j->item, done);
+}
+
+static void blob_fetched_job(layer_job_t *j, hero_error_t *err)
+{
+    if (err) {
+        job_finished(j, err);
+        return;
+    }
+    apply_start(j);
+}
+
+/* Blob downloads in flight in this process, by path: two pulls that need one blob
+ * (two names for one image, or two images sharing a layer) share its download. */
+typedef struct blob_fetch {
+    char *path;
+    layer_job_t **jobs;
+    size_t njobs;
+    struct blob_fetch *next;
+} blob_fetch_t;
+
+static blob_fetch_t *fetches;
+
+static void blob_fetched(hero_error_t *err, void *data)
+{
+    blob_fetch_t *f = data;
+    for (blob_fetch_t **pp = &fetches; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    for (size_t i = 0; i < f->njobs; i++)
+        blob_fetched_job(f->jobs[i], err);
+    free(f->jobs);
+    free(f->path);
+    free(f);
+}
+
+static void blob_progress_all(const char *digest, uint64_t done, uint64_t total, void *data)
+{
+    blob_fetch_t *f = data;
+    for (size_t i = 0; i < f->njobs; i++)
+        blob_progress(digest, done, total, f->jobs[i]);
+}
+
+static void blob_fetch(hero_registry_t *r, layer_job_t *j)
+{
+    for (blob_fetch_t *f = fetches; f; f = f->next)
+        if (!strcmp(f->path, j->blob)) {
+            f->jobs = hero_xrealloc(f->jobs, (f->njobs + 1) * sizeof(*f->jobs));
+            f->jobs[f->njobs++] = j;
+            return;
+        }
+    blob_fetch_t *f = hero_xcalloc(1, sizeof(*f));
+    f->path = hero_xstrdup(j->blob);
+    f->jobs = hero_xmalloc(sizeof(*f->jobs));
+    f->jobs[0] = j;
+    f->njobs = 1;
+    f->next = fetches;
+    fetches = f;
+    hero_registry_blob_opts_t bo = {.digest = j->digest, .size = j->size, .path = j->blob,
+                                    .progress = blob_progress_all};
+    hero_registry_fetch_blob(r, &j->p->ref, &bo, blob_fetched, f);
+}
+
+static void layers_start(pull_t *p)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    json_t *cfg = json_loads(p->img->config, 0, NULL);
+    json_t *ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
+    size_t n = p->img->n_layers;
+    if (!json_is_array(ids) || json_array_size(ids) != n) {
+        hero_error_set(&e, EPROTO,
+                       "image %s: its config lists %zu diff_ids for %zu layers",
+                       p->ref.canonical, json_is_array(ids) ? json_array_size(ids) : 0, n);
+        json_decref(cfg);
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    p->jobs = hero_xcalloc(n ? n : 1, sizeof(*p->jobs));
+    p->njobs = n;
+    for (size_t i = 0; i < n; i++) {
+        layer_job_t *j = &p->jobs[i];
+        const char *d = json_string_value(json_array_get(ids, i));
+        j->p = p;
+        j->idx = i;
+        j->digest = hero_xstrdup(p->img->layers[i].digest);
+        j->diff_id = hero_xstrdup(d ? d : "");
+        j->size = p->img->layers[i].size;
+        j->blob = hero_xasprintf("%s/%s", p->blobs, hex_of(j->digest));
+        j->final = hero_xasprintf("%s/%s", p->layers, hex_of(j->diff_id));
+        j->item = -1;
+    }
+    json_decref(cfg);
+    if (blob_put(p, p->img->manifest_digest, p->img->manifest, p->img->manifest_len, &e) < 0 ||
+        blob_put(p, p->img->config_digest, p->img->config, p->img->config_len, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    hero_registry_t *r;
+    if (client_get(p->loop, &r, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    /* progress only once there is something to fetch (not for an unchanged image) */
+    if (!p->quiet)
+        p->prog = hero_progress_new(stderr, isatty(STDERR_FILENO), p->ref.canonical);
+    /* one count per layer and a hold of our own: a job may finish (even fail)
+     * before the next one starts, and the pull must not end under this loop */
+    p->pending = n + 1;
+    for (size_t i = 0; i < n; i++) {
+        layer_job_t *j = &p->jobs[i];
+        char label[16];
+        snprintf(label, sizeof(label), "%.12s", hex_of(j->digest));
+        j->item = hero_progress_item(p->prog, label, j->size > 0 ? (uint64_t)j->size : 0);
+        if (!j->diff_id[0] || strncmp(j->diff_id, "sha256:", 7)) {
+            hero_error_set(&e, EPROTO, "unusable diff_id '%s'", j->diff_id);
+            job_finished(j, &e);
+            hero_error_clear(&e);
+            continue;
+        }
+        if (access(j->final, F_OK) == 0) {
+            /* shared with an image pulled before */
+            hero_progress_item_done(p->prog, j->item, "exists");
+            p->pending--; /* never the last: the hold is still there */
+            continue;
+        }
+        if (access(j->blob, F_OK) == 0) {
+            apply_start(j);
+            continue;
+        }
+        blob_fetch(r, j);
+    }
+    pending_done(p);
+}
+
+static void resolved(hero_registry_image_t *img, hero_error_t *err, void *data)
+{
+    pull_t *p = data;
+    if (!img) {
+        hero_error_wrap(err, "pulling %s", p->ref.canonical);
+        pull_end(p, err);
+        return;
+    }
+    p->img = img;
+    if (img->unchanged) {
+        /* the stored image is what the reference points at */
+        pull_end(p, NULL);
+        return;
+    }
+    layers_start(p);
+}
+
+/* Removes temporary names a killed pull left (older than ten minutes: a pull of
+ * another hero process may be using a young one). */
+static void clean_leftovers(const char *dir)
+{
+    hero_fs_remove_stale(dir, ".tmp-", 600);
+}
+
+void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *o,
+                     hero_image_cb cb, void *data)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    for (pull_t *q = pulls; q; q = q->next)
+        if (q->st == st && !strcmp(q->name, o->name)) {
+            waiter_t *w = hero_xcalloc(1, sizeof(*w));
+            w->cb = cb;
+            w->data = data;
+            w->next = q->waiters;
+            q->waiters = w;
+            return;
+        }
+    pull_t *p = hero_xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->st = st;
+    p->name = hero_xstrdup(o->name);
+    p->platform = o->platform ? hero_xstrdup(o->platform) : NULL;
+    waiter_t *w = hero_xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->data = data;
+    p->waiters = w;
+    p->next = pulls;
+    pulls = p;
+    if (hero_ref_parse(o->ref, &p->ref, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    const char *base = hero_store_base_dir(st);
+    p->blobs = hero_xasprintf("%s/images/blobs/sha256", base);
+    p->layers = hero_xasprintf("%s/images/layers", base);
+    if (hero_mkdir_p(p->blobs, 0700, &e) < 0 || hero_mkdir_p(p->layers, 0700, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    clean_leftovers(p->layers);
+    clean_leftovers(p->blobs);
+    if (!o->reset) {
+        hero_image_rec_t rec = {0};
+        int g = hero_store_image_get(st, o->name, &rec, &e);
+        if (g < 0) {
+            hero_image_rec_free(&rec);
+            pull_end(p, &e);
+            hero_error_clear(&e);
+            return;
+        }
+        if (g == 0 && rec.ref && !strcmp(rec.ref, p->ref.canonical)) {
+            char *known = NULL;
+            hero_store_image_get_ref_digest(st, o->name, &known, NULL);
+            if (!o->check || !known) {
+                /* stored, and nobody asked to look for a newer one */
+                free(known);
+                hero_image_rec_free(&rec);
+                pull_end(p, NULL);
+                return;
+            }
+            p->known = known;
+        }
+        hero_image_rec_free(&rec);
+    }
+    hero_registry_t *r;
+    if (client_get(loop, &r, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    p->quiet = o->quiet;
+    hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known};
+    hero_registry_resolve(r, &p->ref, &ro, resolved, p);
+}
