@@ -1147,7 +1147,9 @@ static int signal_init(op_t *op, int sig, hero_error_t *err)
         stop_killed(NULL, NULL, op);
         return 0;
     }
-    const char *args[] = {"kill", op->cid, sig == SIGKILL ? "KILL" : "TERM", NULL};
+    char signame[16];
+    snprintf(signame, sizeof(signame), "%d", sig);
+    const char *args[] = {"kill", op->cid, signame, NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
     return op_crun(op, args, &co, stop_killed, err);
 }
@@ -1196,6 +1198,36 @@ static void stop_killed(const hero_proc_result_t *r, hero_error_t *err, void *da
     start_timer(op, op->killed ? 10000 : op->timeout_ms, stop_on_timer);
 }
 
+/* The signal that asks the container to stop: its image's StopSignal ("SIGQUIT",
+ * "QUIT" or "3"), else SIGTERM. hero-init forwards it to the entrypoint. */
+static int stop_signal_of(op_t *op)
+{
+    int sig = SIGTERM;
+    hero_image_rec_t r = {0};
+    if (op->rec.image && hero_store_image_get(op->in->store, op->rec.image, &r, NULL) == 0) {
+        json_t *j = json_loads(r.config ? r.config : "{}", 0, NULL);
+        const char *s =
+            json_string_value(json_object_get(json_object_get(j, "config"), "StopSignal"));
+        if (s) {
+            const char *n = strncmp(s, "SIG", 3) ? s : s + 3;
+            char *end;
+            long v = strtol(n, &end, 10);
+            if (*n && !*end && v > 0 && v < NSIG)
+                sig = (int)v;
+            for (int i = 1; i < NSIG && !(*n >= '0' && *n <= '9'); i++) {
+                const char *ab = sigabbrev_np(i);
+                if (ab && !strcmp(ab, n)) {
+                    sig = i;
+                    break;
+                }
+            }
+        }
+        json_decref(j);
+    }
+    hero_image_rec_free(&r);
+    return sig;
+}
+
 static void stop_begin(op_t *op)
 {
     hero_error_t e = HERO_ERROR_INIT;
@@ -1215,7 +1247,7 @@ static void stop_begin(op_t *op)
         stop_finish(op);
         return;
     }
-    if (signal_init(op, SIGTERM, &e) < 0)
+    if (signal_init(op, stop_signal_of(op), &e) < 0)
         op_end(op, -1, &e);
 }
 

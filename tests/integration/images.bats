@@ -120,6 +120,13 @@ fixture_images() {
     image_push "$L:$a" "$REG/test/$a:latest"
   done
 
+  # an image whose StopSignal is SIGUSR1: its entrypoint stops cleanly on it only
+  image_tag "$L:bb" stopsig
+  umoci config --image "$L:stopsig" --config.stopsignal SIGUSR1 \
+    --config.cmd /bin/sh --config.cmd -c \
+    --config.cmd 'trap "echo stopped-by-usr1; exit 0" USR1; trap "" TERM; while :; do sleep 0.1; done'
+  image_push "$L:stopsig" "$REG/test/stopsig:latest"
+
   # a layer as umoci insert really writes it: the last file's padding cut off
   mkdir -p "$FILE_TMP/trunc"
   printf 'odd' > "$FILE_TMP/trunc/odd"
@@ -465,6 +472,23 @@ EOF
   [ "$status" -eq 0 ]
   [ "$output" = bb ]
   [ "$(blob_gets_since "$m")" -eq 0 ]
+}
+
+@test "the image's StopSignal is what container_stop sends" {
+  CTRS="ss"
+  pb p <<EOF
+!!heropods.container_new name:'ss' image:'$REG/test/stopsig:latest'
+!!heropods.container_start name:'ss'
+!!heropods.container_stop name:'ss' timeout:'5s'
+EOF
+  local s e
+  s=$(date +%s%N)
+  hero_run p
+  e=$(date +%s%N)
+  [ "$status" -eq 0 ]
+  # the entrypoint ignores TERM: it left at once only because it got USR1
+  [ $(( (e - s) / 1000000 )) -lt 4000 ]
+  grep -q stopped-by-usr1 "$BASE"/containers/*/log
 }
 
 @test "image_pull of a Docker v2s2 manifest (skopeo --format v2s2)" {
