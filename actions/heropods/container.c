@@ -631,7 +631,7 @@ static void start_cleaned(const hero_proc_result_t *r, hero_error_t *err, void *
         op->err = *err;
         *err = (hero_error_t)HERO_ERROR_INIT;
     }
-    hero_pods_net_ctr_down(op->in, op->rec.id, &e);
+    hero_pods_net_ctr_down(op->in, op->rec.id, false, &e);
     hero_error_clear(&e);
     hero_pods_umount_root(op->in, op->rec.id, &e);
     hero_error_clear(&e);
@@ -1079,7 +1079,7 @@ static void stop_deleted(const hero_proc_result_t *r, hero_error_t *err, void *d
         return;
     }
     if (hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0 ||
-        hero_pods_net_ctr_down(op->in, op->rec.id, &e) < 0 ||
+        hero_pods_net_ctr_down(op->in, op->rec.id, true, &e) < 0 ||
         hero_pods_umount_root(op->in, op->rec.id, &e) < 0) {
         op_end(op, -1, &e);
         return;

@@ -191,7 +191,7 @@ int hero_pods_net_undo(const hero_hostobj_t *o, hero_error_t *err)
     return 0;
 }
 
-int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, hero_error_t *err)
+int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, bool ns_gone, hero_error_t *err)
 {
     hero_hostobj_t *o = NULL;
     size_t n = 0;
@@ -201,7 +201,11 @@ int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, hero_error_t *e
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (o[i].kind != HERO_OBJ_LINK && o[i].kind != HERO_OBJ_RULE)
             continue;
-        if (hero_pods_net_undo(&o[i], err) < 0 ||
+        /* a veth pair goes with the namespace of either end: when the container's is
+         * gone, the kernel removes the pair by itself, and deleting it here would only
+         * wait (some 15 ms) for the kernel's RCU grace periods */
+        bool kernel_does_it = ns_gone && o[i].kind == HERO_OBJ_LINK;
+        if ((!kernel_does_it && hero_pods_net_undo(&o[i], err) < 0) ||
             hero_store_hostobj_del(in->store, id, o[i].kind, o[i].ref, err) < 0)
             rc = -1;
     }

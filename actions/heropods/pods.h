@@ -109,8 +109,10 @@ int hero_pods_net_ports_check(hero_pods_instance_t *in, int64_t id, char **ports
 int hero_pods_net_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, uint32_t addr,
                          char **ports, hero_error_t *err);
 /* Removes the container's links and published ports (on stop and failed starts;
- * the lease stays). */
-int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, hero_error_t *err);
+ * the lease stays). ns_gone: the container's network namespace is gone (crun delete
+ * succeeded), so its veth pair is the kernel's to remove and is only forgotten. */
+int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, bool ns_gone,
+                           hero_error_t *err);
 /* Undoes one recorded link or rule (other kinds: nothing). */
 int hero_pods_net_undo(const hero_hostobj_t *o, hero_error_t *err);
 /* Rewrites /etc/hosts of every container of the instance: localhost, its own name

@@ -106,6 +106,18 @@ table() { # the instance's nftables table: hero_<8 hex of the store uid>_<bridge
   echo "hero_${uid:0:8}_$BR"
 }
 
+# links_become N: within 3 s, this store has N host-side veths (a stopped
+# container's pair is removed by the kernel, with its namespace, a moment later)
+links_become() {
+  local i
+  for i in $(seq 1 60); do
+    [ "$(host_links | wc -l)" -eq "$1" ] && return 0
+    sleep 0.05
+  done
+  echo "host links: $(host_links | tr '\n' ' '), not $1" >&2
+  return 1
+}
+
 host_links() { # the host ends of this store's veths
   local uid
   uid=$(sqlite3 "$BASE/hero.db" "SELECT value FROM meta WHERE key = 'uid';")
@@ -229,7 +241,7 @@ EOF
   [ "$before" -eq 2 ]
   echo "!!heropods.container_stop name:'a' timeout:'1s'" | pb stop
   hero_run stop
-  [ "$(host_links | wc -l)" -eq 1 ]
+  links_become 1
   [ "$(lease a)" = "$a1" ]
   echo "!!heropods.container_delete name:'a'" | pb del
   hero_run del
@@ -478,7 +490,7 @@ EOF
   hero_run down
   [ "$status" -eq 0 ]
   CTRS=""
-  [ -z "$(host_links)" ]
+  links_become 0
   [ "$(sqlite3 "$BASE/hero.db" "SELECT count(*) FROM leases")" -eq 0 ]
   [ "$(sqlite3 "$BASE/hero.db" "SELECT count(*) FROM host_objects")" -eq 0 ]
   fails in_map "$port"
