@@ -102,6 +102,28 @@ int hero_fs_rmtree(const char *path, hero_error_t *err)
     return 0;
 }
 
+int hero_fs_write_file(const char *path, const char *text, size_t len, hero_error_t *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return hero_error_set(err, errno, "cannot write '%s'", path);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            close(fd);
+            return hero_error_set(err, e, "cannot write '%s'", path);
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) < 0)
+        return hero_error_set(err, errno, "cannot write '%s'", path);
+    return 0;
+}
+
 int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err)
 {
     char *tmp = hero_xasprintf("%s.tmp-XXXXXX", path);

@@ -15,6 +15,10 @@ int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err);
  * leftover at once. A missing path is fine. Thread-safe. */
 int hero_fs_rmtree(const char *path, hero_error_t *err);
 
+/* Writes a whole file in place (created, or truncated and rewritten): for a file
+ * bind-mounted into a container, which a rename would leave behind. */
+int hero_fs_write_file(const char *path, const char *text, size_t len, hero_error_t *err);
+
 /* Writes a whole file atomically: a temporary file beside it, fsync, rename. */
 int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err);
 

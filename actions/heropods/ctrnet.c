@@ -16,6 +16,7 @@
 #include "net.h"
 #include "nft.h"
 #include "pods.h"
+#include "runtime/fs.h"
 
 static void table_of(const hero_pods_instance_t *in, char out[HERO_NFT_TABLE_MAX])
 {
@@ -215,30 +216,6 @@ int hero_pods_net_ctr_down(hero_pods_instance_t *in, int64_t id, bool ns_gone, h
 
 /* ---- /etc/hosts ---- */
 
-/* Writes in place: the file is bind-mounted into the running container, and a
- * rename would leave the container with the old inode. */
-static int write_in_place(const char *path, const char *text, hero_error_t *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return hero_error_set(err, errno, "cannot write '%s'", path);
-    size_t n = strlen(text), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            return hero_error_set(err, e, "cannot write '%s'", path);
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) < 0)
-        return hero_error_set(err, errno, "cannot write '%s'", path);
-    return 0;
-}
-
 static char *hostname_of(const hero_container_rec_t *r)
 {
     json_t *j = json_loads(r->spec ? r->spec : "{}", 0, NULL);
@@ -297,7 +274,8 @@ int hero_pods_hosts_update(hero_pods_instance_t *in, hero_error_t *err)
                 text = more;
             }
             char *path = hero_xasprintf("%s/hosts", etc);
-            rc = write_in_place(path, text, err);
+            /* in place: the file is bind-mounted into the running container */
+            rc = hero_fs_write_file(path, text, strlen(text), err);
             free(path);
             free(text);
             free(hn);

@@ -27,6 +27,7 @@
 
 #include "actions/actions.h"
 #include "actions/heropods/pull.h"
+#include "runtime/fs.h"
 #include "runtime/proc.h"
 
 /* Part of the embedded image's digest: bump it whenever the layout or any file this
@@ -140,83 +141,11 @@ static int mkdirs_at(int dfd, const char *root, const char *rel, mode_t mode, bo
     return rc;
 }
 
-/* Empties the directory open at fd (which this call takes over) without following
- * symlinks and without crossing into another filesystem: a mount found inside is an
- * error, never something to delete through. ENOENT is not an error, so two processes
- * may clean the same leftover at once. */
-static int empty_dir(int fd, const char *path, dev_t dev, hero_error_t *err)
-{
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        return hero_error_set(err, e, "cannot read the directory %s", path);
-    }
-    int rc = 0;
-    struct dirent *de;
-    while (rc == 0 && (errno = 0, de = readdir(d))) {
-        const char *n = de->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, ".."))
-            continue;
-        struct stat sb;
-        if (fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-            if (errno != ENOENT)
-                rc = hero_error_set(err, errno, "cannot stat %s/%s", path, n);
-            continue;
-        }
-        if (S_ISDIR(sb.st_mode)) {
-            char *sub = hero_xasprintf("%s/%s", path, n);
-            if (sb.st_dev != dev) {
-                rc = hero_error_set(err, 0, "refusing to remove %s: a filesystem is mounted there",
-                                    sub);
-            } else {
-                int sfd = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sfd < 0) {
-                    if (errno != ENOENT)
-                        rc = hero_error_set(err, errno, "cannot open %s", sub);
-                } else {
-                    rc = empty_dir(sfd, sub, dev, err);
-                }
-                if (rc == 0 && unlinkat(dirfd(d), n, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                    rc = hero_error_set(err, errno, "cannot remove %s", sub);
-            }
-            free(sub);
-        } else if (unlinkat(dirfd(d), n, 0) < 0 && errno != ENOENT) {
-            rc = hero_error_set(err, errno, "cannot remove %s/%s", path, n);
-        }
-    }
-    if (rc == 0 && errno != 0)
-        rc = hero_error_set(err, errno, "cannot read the directory %s", path);
-    closedir(d);
-    return rc;
-}
-
-/* rm -rf, for our own temporary and replaced trees only. */
-static int remove_tree(const char *path, hero_error_t *err)
-{
-    struct stat sb;
-    if (lstat(path, &sb) < 0)
-        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot stat %s", path);
-    if (!S_ISDIR(sb.st_mode)) {
-        if (unlink(path) < 0 && errno != ENOENT)
-            return hero_error_set(err, errno, "cannot remove %s", path);
-        return 0;
-    }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot open %s", path);
-    if (empty_dir(fd, path, sb.st_dev, err) < 0)
-        return -1;
-    if (rmdir(path) < 0 && errno != ENOENT)
-        return hero_error_set(err, errno, "cannot remove %s", path);
-    return 0;
-}
-
 /* Best effort: a failure leaves a directory for the next cleanup, nothing worse. */
 static void remove_tree_quietly(const char *path)
 {
     hero_error_t e = HERO_ERROR_INIT;
-    remove_tree(path, &e);
+    hero_fs_rmtree(path, &e);
     hero_error_clear(&e);
 }
 

@@ -104,27 +104,6 @@ int hero_pods_umount_root(const hero_pods_instance_t *in, int64_t id, hero_error
 /* Written in place, not through a temporary file and rename: the container sees
  * the file through a bind mount, which keeps the inode it was given, so a renamed
  * new file would never reach a running container. */
-static int write_file(const char *path, const char *text, hero_error_t *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return hero_error_set(err, errno, "cannot write '%s'", path);
-    size_t n = strlen(text), off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            return hero_error_set(err, e, "cannot write '%s'", path);
-        }
-        off += (size_t)w;
-    }
-    if (close(fd) < 0)
-        return hero_error_set(err, errno, "cannot write '%s'", path);
-    return 0;
-}
 
 int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *hostname,
                         hero_error_t *err)
@@ -132,7 +111,7 @@ int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *
     char *dir = hero_pods_ctr_dir(in, id);
     char *p = hero_xasprintf("%s/etc/hostname", dir);
     char *text = hero_xasprintf("%s\n", hostname);
-    int rc = write_file(p, text, err);
+    int rc = hero_fs_write_file(p, text, strlen(text), err);
     free(p);
     free(text);
     if (rc == 0) {
@@ -140,7 +119,7 @@ int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *
         text = hero_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                               "127.0.1.1\t%s\n",
                               hostname);
-        rc = write_file(p, text, err);
+        rc = hero_fs_write_file(p, text, strlen(text), err);
         free(p);
         free(text);
     }
@@ -154,7 +133,7 @@ int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *
             text = line;
         }
         p = hero_xasprintf("%s/etc/resolv.conf", dir);
-        rc = write_file(p, text, err);
+        rc = hero_fs_write_file(p, text, strlen(text), err);
         free(p);
         free(text);
     }
