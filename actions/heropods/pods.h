@@ -76,7 +76,8 @@ int hero_pods_mount_root(const hero_pods_instance_t *in, int64_t id, const char 
                          hero_error_t *err);
 /* Unmounts <ctr dir>/rootfs (if mounted) and forgets the mount. */
 int hero_pods_umount_root(const hero_pods_instance_t *in, int64_t id, hero_error_t *err);
-/* Writes <ctr dir>/etc/{hostname,hosts,resolv.conf}. */
+/* Writes <ctr dir>/etc/{hostname,resolv.conf}; its hosts file is hero_pods_hosts_update's
+ * (run next on every start). */
 int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *hostname,
                         hero_error_t *err);
 /* Clears <ctr dir>/run (hero-init's status from an earlier start). */

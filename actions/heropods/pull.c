@@ -115,13 +115,9 @@ static const char *hex_of(const char *digest)
     return c ? c + 1 : digest;
 }
 
+/* (pull_end has taken it off `pulls` already) */
 static void pull_free(pull_t *p)
 {
-    for (pull_t **pp = &pulls; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
     for (size_t i = 0; i < p->njobs; i++) {
         layer_job_t *j = &p->jobs[i];
         free(j->digest);

@@ -115,15 +115,6 @@ int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *
     free(p);
     free(text);
     if (rc == 0) {
-        p = hero_xasprintf("%s/etc/hosts", dir);
-        text = hero_xasprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                              "127.0.1.1\t%s\n",
-                              hostname);
-        rc = hero_fs_write_file(p, text, strlen(text), err);
-        free(p);
-        free(text);
-    }
-    if (rc == 0) {
         size_t cap = 64;
         text = hero_xmalloc(cap);
         text[0] = 0;
