@@ -1,19 +1,19 @@
 /* The process primitive on libuv: argv-only spawn into a new session, capped capture
  * of stdout/stderr, a deadline with SIGTERM then SIGKILL to the whole process group.
  *
- * Two ways to start the child. Where the kernel has pidfds, posix_spawn (glibc
- * starts the child with vfork semantics: no copy of hero's page tables, no
- * copy-on-write faults afterwards) with the exit watched as a pidfd on the loop;
- * fork was most of hero's own CPU time per container. Elsewhere (old kernels,
- * valgrind), uv_spawn. Both give the same child: its own session, default
- * signals, stdin on /dev/null, argv only. */
+ * Two ways to start the child. Where the kernel has pidfds, clone with vfork
+ * semantics (CLONE_VM | CLONE_VFORK: no copy of hero's page tables, no copy-on-write
+ * faults afterwards; fork was most of hero's own CPU time per container) on a stack
+ * kept for the process's life, with the exit watched as a pidfd (CLONE_PIDFD) on
+ * the loop. Elsewhere (old kernels, valgrind), uv_spawn. Both give the same child:
+ * its own session, default signals, stdin on /dev/null, argv only. */
 #include "runtime/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -44,7 +44,7 @@ struct hero_proc {
     uv_loop_t *loop;
     uv_process_t process;
     bool process_used;  /* uv_spawn was called: the handle must be closed */
-    uv_poll_t exit_poll; /* posix_spawn: the child's pidfd */
+    uv_poll_t exit_poll; /* the fast path: the child's pidfd */
     int pidfd;          /* -1 when not used */
     uv_timer_t deadline;
     uv_timer_t grace;
@@ -164,7 +164,7 @@ static void hero_proc_maybe_finish(hero_proc_t *p)
     hero_proc_close_all(p);
 }
 
-/* posix_spawn: the pidfd is readable once the child has exited; reap it. */
+/* The fast path: the pidfd is readable once the child has exited; reap it. */
 static void hero_proc_on_pidfd(uv_poll_t *h, int status, int events)
 {
     (void)status;
@@ -333,7 +333,7 @@ static void hero_proc_start_reading(hero_proc_capture_t *c)
         c->done = true;
 }
 
-/* ---- posix_spawn with a pidfd ---- */
+/* ---- clone (vfork semantics) with a pidfd ---- */
 
 static int pidfd_open_(pid_t pid)
 {
@@ -354,15 +354,17 @@ static bool pidfds_work(void)
 }
 
 /* One output stream of the child: captured through a pipe whose read end goes to
- * the loop, or sent to a descriptor of hero's. Returns the child's end (-1: none). */
+ * the loop, or sent to a descriptor of hero's. *src: the fd the child dup2s onto fd
+ * (-1: leave fd as it is). */
 static int hero_proc_fast_stream(hero_proc_t *p, hero_proc_capture_t *c, bool inherit, int fd,
-                                 int to_fd, posix_spawn_file_actions_t *fa, int *close_after)
+                                 int to_fd, int *src, int *close_after)
 {
+    *src = -1;
     if (inherit || to_fd > 0) {
-        int src = to_fd > 0 ? to_fd : fd;
+        int from = to_fd > 0 ? to_fd : fd;
         c->done = true;
-        if (src != fd)
-            posix_spawn_file_actions_adddup2(fa, src, fd);
+        if (from != fd)
+            *src = from;
         return 0;
     }
     int pp[2];
@@ -376,58 +378,127 @@ static int hero_proc_fast_stream(hero_proc_t *p, hero_proc_capture_t *c, bool in
         close(pp[1]);
         return -1;
     }
-    posix_spawn_file_actions_adddup2(fa, pp[1], fd);
+    *src = pp[1];
     *close_after = pp[1];
     return 0;
 }
 
+typedef struct spawn_ctx {
+    const hero_proc_opts_t *opts;
+    char *const *envp;
+    int out_src, err_src, devnull;
+    bool path_search;
+    int err;            /* the child's errno when it could not exec */
+} spawn_ctx_t;
+
+/* The child, on the parent's memory (CLONE_VM | CLONE_VFORK: the parent waits until
+ * it execs or exits): only system calls from here on. */
+static int spawn_child(void *arg)
+{
+    spawn_ctx_t *c = arg;
+    /* every signal at its default, a session of its own (so one kill(-pid) reaches
+     * all it starts), stdin on /dev/null, no blocked signals */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            sigaction(s, &sa, NULL);
+    if (setsid() < 0)
+        goto fail;
+    if (dup2(c->devnull, 0) < 0)
+        goto fail;
+    if (c->out_src >= 0 && dup2(c->out_src, 1) < 0)
+        goto fail;
+    if (c->err_src >= 0 && dup2(c->err_src, 2) < 0)
+        goto fail;
+    if (c->opts->cwd && chdir(c->opts->cwd) < 0)
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (c->path_search)
+        execvpe(c->opts->argv[0], (char *const *)c->opts->argv, c->envp);
+    else
+        execve(c->opts->argv[0], (char *const *)c->opts->argv, c->envp);
+fail:
+    c->err = errno ? errno : ENOEXEC;
+    _exit(127);
+}
+
+/* The stack the child runs on: one is enough, as the parent waits (CLONE_VFORK) and
+ * only the loop's thread spawns. Kept for the process's life: posix_spawn maps and
+ * unmaps a stack per child, and the unmap of memory the child used on another CPU
+ * is a TLB shootdown there (an IPI; a VM exit on a VM): about a tenth of hero's own
+ * CPU time per container. Sized as glibc sizes its own (execvpe may copy argv onto
+ * it for a script), grown for a long argv. */
+static char *spawn_stack_top(const char *const *argv)
+{
+    static char *stack;
+    static size_t size;
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    size_t need = 64 * 1024 + (argc + 2) * sizeof(char *);
+    if (need > size) {
+        free(stack);
+        size = need < 128 * 1024 ? 128 * 1024 : need;
+        stack = hero_xmalloc(size);
+    }
+    return stack + (size & ~(size_t)15);
+}
+
+/* The child's stdin, opened once. */
+static int devnull_fd(void)
+{
+    static int fd = -1;
+    if (fd < 0)
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
 static int hero_proc_spawn_fast(hero_proc_t *p, const hero_proc_opts_t *opts, hero_error_t *err)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
     int out_w = -1, err_w = -1, rc = 0;
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (hero_proc_fast_stream(p, &p->out, opts->inherit_stdout, 1, opts->stdout_fd, &fa, &out_w) <
-            0 ||
-        hero_proc_fast_stream(p, &p->err, opts->inherit_stderr, 2, opts->stderr_fd, &fa, &err_w) <
-            0) {
+    spawn_ctx_t c = {.opts = opts, .devnull = -1, .out_src = -1, .err_src = -1};
+    if (hero_proc_fast_stream(p, &p->out, opts->inherit_stdout, 1, opts->stdout_fd, &c.out_src,
+                              &out_w) < 0 ||
+        hero_proc_fast_stream(p, &p->err, opts->inherit_stderr, 2, opts->stderr_fd, &c.err_src,
+                              &err_w) < 0) {
         rc = hero_error_set(err, errno, "cannot run '%s': pipe", opts->argv[0]);
         goto out;
     }
-    if (opts->cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
-    /* a session of its own (so one kill(-pid) reaches all it starts), no blocked
-     * signals, every signal at its default */
-    sigset_t none, all;
-    sigemptyset(&none);
+    c.devnull = devnull_fd();
+    if (c.devnull < 0) {
+        rc = hero_error_set(err, errno, "cannot run '%s': /dev/null", opts->argv[0]);
+        goto out;
+    }
+    c.envp = opts->env ? (char *const *)opts->env : environ;
+    c.path_search = !strchr(opts->argv[0], '/');
+    sigset_t all, old;
     sigfillset(&all);
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-    char *const *envp = opts->env ? (char *const *)opts->env : environ;
-    pid_t pid;
-    int r = strchr(opts->argv[0], '/')
-                ? posix_spawn(&pid, opts->argv[0], &fa, &at, (char *const *)opts->argv, envp)
-                : posix_spawnp(&pid, opts->argv[0], &fa, &at, (char *const *)opts->argv, envp);
-    if (r != 0) {
+    sigprocmask(SIG_BLOCK, &all, &old);
+    int pidfd = -1;
+    char *stack = spawn_stack_top(opts->argv);
+    pid_t pid = clone(spawn_child, stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &c,
+                      &pidfd);
+    int e = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        rc = hero_error_set(err, e, "cannot run '%s'", opts->argv[0]);
+        goto out;
+    }
+    if (c.err) {
+        waitpid(pid, NULL, 0);
+        close(pidfd);
         rc = hero_error_set(err, 0, "cannot run '%s': %s", opts->argv[0],
-                            r == ENOENT ? "no such file or directory" : strerror(r));
+                            c.err == ENOENT ? "no such file or directory" : strerror(c.err));
         if (err)
-            err->code = r;
+            err->code = c.err;
         goto out;
     }
     p->pid = pid;
-    p->pidfd = pidfd_open_(pid);
-    if (p->pidfd < 0) {
-        /* cannot happen once pidfds_work(); never leave a child unwatched */
-        kill(-pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        rc = hero_error_set(err, errno, "cannot watch '%s' (pidfd_open)", opts->argv[0]);
-        goto out;
-    }
+    p->pidfd = pidfd;
     uv_poll_init(p->loop, &p->exit_poll, p->pidfd);
     p->exit_poll.data = p;
     uv_poll_start(&p->exit_poll, UV_READABLE, hero_proc_on_pidfd);
@@ -436,8 +507,6 @@ out:
         close(out_w);
     if (err_w >= 0)
         close(err_w);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
     return rc;
 }
 

@@ -589,6 +589,19 @@ static int write_config(op_t *op, hero_error_t *err)
     return rc;
 }
 
+/* The address, and the record of the crun container about to be made: one commit. */
+static int lease_and_record(op_t *op, hero_error_t *err)
+{
+    if (hero_store_batch_begin(op->in->store, err) < 0)
+        return -1;
+    int rc = hero_pods_net_lease(op->in, op->rec.id, &op->addr, err);
+    if (rc == 0)
+        rc = hero_store_hostobj_add(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, err);
+    if (hero_store_batch_end(op->in->store, rc < 0 ? NULL : err) < 0)
+        rc = -1;
+    return rc;
+}
+
 static void start_have_image(hero_image_t *img, hero_error_t *err, void *data)
 {
     op_t *op = data;
@@ -606,9 +619,7 @@ static void start_have_image(hero_image_t *img, hero_error_t *err, void *data)
          * create: a taken port or a full subnet fails before anything runs */
         hero_pods_net_instance_up(op->in, false, &e) < 0 ||
         hero_pods_net_ports_check(op->in, op->rec.id, op->spec.ports, &e) < 0 ||
-        hero_pods_net_lease(op->in, op->rec.id, &op->addr, &e) < 0 ||
-        hero_pods_hosts_update(op->in, &e) < 0 ||
-        hero_store_hostobj_add(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0) {
+        lease_and_record(op, &e) < 0 || hero_pods_hosts_update(op->in, &e) < 0) {
         start_fail(op, &e);
         return;
     }
@@ -826,10 +837,14 @@ static void start_on_exit(op_t *op)
 
 static void start_on_file(uv_fs_event_t *h, const char *file, int events, int status)
 {
-    (void)file;
     (void)events;
     (void)status;
     op_t *op = h->data;
+    /* hero-init writes NAME.tmp and renames it over NAME: only the rename's new
+     * name says something new (no name: the kernel dropped events, look anyway) */
+    size_t n = file ? strlen(file) : 0;
+    if (n > 4 && !strcmp(file + n - 4, ".tmp"))
+        return;
     if (!op->settled)
         start_decide(op, false);
 }
@@ -973,20 +988,22 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
     }
     /* crun exec ARGS: [--env K=V]... [--cwd D] [--user U:G] ID argv... crun replaces
      * the whole environment when --env is given, so the container's own comes
-     * first (from its config.json), then the action's */
-    char **env = container_env(op);
+     * first (from its config.json), then the action's. Without env of the action,
+     * no --env at all: crun gives the process the container's own */
     char **extra_env = hero_arg_list(a, "env");
     size_t ne = 0, nx = 0;
-    while (env[ne])
-        ne++;
     while (extra_env[nx])
         nx++;
+    char **env;
     if (nx) {
+        env = container_env(op);
+        while (env[ne])
+            ne++;
         env = hero_xrealloc(env, (ne + nx + 1) * sizeof(char *));
         memcpy(env + ne, extra_env, (nx + 1) * sizeof(char *));
         free(extra_env);
     } else {
-        hero_strv_free(extra_env);
+        env = extra_env; /* empty */
     }
     char **args = hero_arg_list(a, "args");
     char *cmd = hero_arg_str(a, "cmd");
@@ -1078,16 +1095,25 @@ static void stop_deleted(const hero_proc_result_t *r, hero_error_t *err, void *d
         op_end(op, -1, err);
         return;
     }
-    if (hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0 ||
-        hero_pods_net_ctr_down(op->in, op->rec.id, true, &e) < 0 ||
-        hero_pods_umount_root(op->in, op->rec.id, &e) < 0) {
+    /* forgetting what is gone and the new state: one commit */
+    if (hero_store_batch_begin(op->in->store, &e) < 0) {
         op_end(op, -1, &e);
         return;
     }
-    hero_init_status_t st;
-    hero_pods_read_status(op->run_dir, &st);
-    if (set_state(op, "stopped", 0, st.state == HERO_INIT_EXITED ? st.code : -1,
-                  st.state == HERO_INIT_SIGNALED ? st.code : 0, &e) < 0) {
+    int rc = 0;
+    if (hero_store_hostobj_del(op->in->store, op->rec.id, HERO_OBJ_CRUN, op->cid, &e) < 0 ||
+        hero_pods_net_ctr_down(op->in, op->rec.id, true, &e) < 0 ||
+        hero_pods_umount_root(op->in, op->rec.id, &e) < 0)
+        rc = -1;
+    if (rc == 0) {
+        hero_init_status_t st;
+        hero_pods_read_status(op->run_dir, &st);
+        rc = set_state(op, "stopped", 0, st.state == HERO_INIT_EXITED ? st.code : -1,
+                       st.state == HERO_INIT_SIGNALED ? st.code : 0, &e);
+    }
+    if (hero_store_batch_end(op->in->store, rc < 0 ? NULL : &e) < 0)
+        rc = -1;
+    if (rc < 0) {
         op_end(op, -1, &e);
         return;
     }
