@@ -168,6 +168,8 @@ const char *hero_check_peer(const char *s, size_t n)
                 colon = p;
         if (!colon || colon == h)
             return msg;
+        if (memchr(h, ':', (size_t)(colon - h)))
+            return "an IPv6 peer address goes in brackets, as in tcp://[2001:db8::1]:9651";
     }
     if (!port_ok(colon + 1, (size_t)(e - colon - 1)))
         return "a peer needs a port from 1 to 65535";

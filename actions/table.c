@@ -90,6 +90,17 @@ static const hero_param_def_t p_enable_mycelium[] = {
       .check = hero_check_ifname),
 };
 
+static const hero_param_def_t p_enable_yggdrasil[] = {
+    INSTANCE_PARAM,
+    P("listen", HERO_T_LIST, false, "", "addresses the node listens on for peers, such as tcp://[::]:9001",
+      .check = hero_check_peer),
+    P("peers", HERO_T_LIST, false, "", "peers to connect to, such as tcp://[fd00::2]:9001",
+      .check = hero_check_peer),
+    P("multicast", HERO_T_BOOL, false, "false", "discover peers by multicast on every interface"),
+    P("key_path", HERO_T_STR, false, NULL, "the node's private key (128 hex digits, as yggdrasil's PrivateKey); ~ expands",
+      .defdoc = "a key of hero's own in <base_dir>/overlay/yggdrasil.key", .check = hero_check_nonempty),
+};
+
 static const hero_param_def_t p_container_new[] = {
     INSTANCE_PARAM,
     P("name", HERO_T_STR, true, NULL, "the container's name", HERO_RES_CONTAINER, hero_check_name),
@@ -211,7 +222,12 @@ const hero_action_def_t hero_action_table[] = {
         .what = "set up the instance's bridge, NAT and state"),
     ACT("heropods", "enable_mycelium", "give the instance's containers the Mycelium IPv6 overlay",
         p_enable_mycelium, .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL,
+        .start = hero_heropods_enable_mycelium_start,
         .what = "use or start the mycelium daemon; route the overlay to containers"),
+    ACT("heropods", "enable_yggdrasil", "give the instance's containers the Yggdrasil IPv6 overlay",
+        p_enable_yggdrasil, .flags = HERO_ACT_INSTANCE | HERO_ACT_INSTANCE_EXCL,
+        .start = hero_heropods_enable_yggdrasil_start,
+        .what = "use or start the yggdrasil daemon; route 200::/7 to containers"),
     ACT("heropods", "container_new", "define a container (nothing runs yet)", p_container_new,
         .flags = HERO_ACT_INSTANCE, .check = hero_heropods_check_new,
         .start = hero_heropods_new_start,

@@ -24,6 +24,7 @@ enum {
     HTTP_DEFAULT_REDIRECTS = 10,
     HTTP_DEFAULT_CONNECT_MS = 15000,
     HTTP_DEFAULT_STALL_MS = 30000,
+    HTTP_FILE_BUFFER = 256 * 1024,      /* CURLOPT_BUFFERSIZE of a body for a file */
 };
 
 typedef struct http_sock {
@@ -265,7 +266,9 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
             return 0;
         }
     }
-    if (q->fd > 0) {
+    if (q->fd < 0) {
+        /* the observer stores the body itself */
+    } else if (q->fd > 0) {
         size_t done = 0;
         while (done < len) {
             ssize_t w = pwrite(q->fd, p + done, len - done,
@@ -364,8 +367,8 @@ static void req_finish(hero_http_req_t *q, CURLcode code)
         r.error = q->errbuf[0] ? q->errbuf : curl_easy_strerror(code);
     r.body = q->body ? q->body : "";
     r.body_len = q->body_len;
-    if (q->fd > 0 && q->body_ok) {
-        r.body = ""; /* the 2xx body went to the file */
+    if (q->fd != 0 && q->body_ok) {
+        r.body = ""; /* the 2xx body went to the file (or to the observer) */
         r.body_len = 0;
     }
     req_unlink(q);
@@ -623,11 +626,15 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
         return hero_error_set(err, 0, "the HTTP client is closed");
     if (!o || !o->url || !cb)
         return hero_error_set(err, EINVAL, "an HTTP request needs a URL and a callback");
+    if (o->fd < 0 && !o->on_data)
+        return hero_error_set(err, EINVAL, "an HTTP request with no place for its body");
     if (!url_is_http(o->url))
         return hero_error_set(err, 0, "not an http(s) URL: %s", o->url);
-    bool head = false;
+    bool head = false, post = false;
     if (o->method && !strcmp(o->method, "HEAD"))
         head = true;
+    else if (o->method && !strcmp(o->method, "POST"))
+        post = true;
     else if (o->method && strcmp(o->method, "GET") != 0)
         return hero_error_set(err, 0, "unsupported HTTP method %s", o->method);
     char *origin = url_origin(o->url);
@@ -671,6 +678,9 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
     curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    if (q->fd != 0)
+        /* a body for a file: fewer, larger chunks (curl's default is 16 KiB) */
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_FILE_BUFFER);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(o->connect_timeout_ms ? o->connect_timeout_ms
@@ -680,6 +690,11 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((stall + 999) / 1000));
     if (head)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (post) {
+        /* curl keeps its own copy of the body */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "");
+    }
     if (q->range)
         curl_easy_setopt(e, CURLOPT_RANGE, q->range);
     if (o->tls_no_verify) {

@@ -3,10 +3,11 @@
  * and one uv_poll per socket (CURLMOPT_SOCKETFUNCTION); nothing blocks the loop
  * (no curl_easy_perform), apart from pwrite(2) of received bytes into a local file.
  *
- * A request is a GET or a HEAD with extra headers. Its body goes to memory (bounded)
+ * A request is a GET, a HEAD or a small POST (an API call) with extra headers. Its body goes to memory (bounded)
  * or to a file descriptor (pwrite at the offset the bytes have in the resource, so a
- * Range resume and a server that ignores Range both land right), and an optional
- * observer sees every body chunk first (to hash it, count progress, or abort).
+ * Range resume and a server that ignores Range both land right), or only to the
+ * observer, which stores it itself; an optional observer sees every body chunk first
+ * (to hash it, count progress, or abort).
  *
  * Redirects are followed by hero, never by curl: an Authorization value given in
  * the options is sent only while the URL keeps the origin (scheme, host and port) of
@@ -70,12 +71,16 @@ typedef int (*hero_http_data_cb)(hero_http_req_t *req, const hero_http_resp_t *r
 
 typedef struct hero_http_opts {
     const char *url;                 /* http:// or https:// only */
-    const char *method;              /* "GET" (also when NULL) or "HEAD" */
+    const char *method;              /* "GET" (also when NULL), "HEAD" or "POST" */
+    const char *body;                /* POST: the request body (copied); may be NULL */
+    size_t body_len;
     const char *const *headers;      /* NULL-terminated "Name: value" lines, sent to every
                                         URL of the chain; NULL: none. Copied. */
     const char *authorization;       /* the whole value ("Bearer x", "Basic y"), sent only
                                         to the origin of `url`; NULL: none. Copied. */
-    int fd;                          /* > 0: 2xx body written here with pwrite; 0: memory */
+    int fd;                          /* > 0: 2xx body written here with pwrite; 0: memory;
+                                        < 0: only to on_data (which must be set), which
+                                        keeps it as it likes */
     size_t max_body;                 /* memory mode cap; 0: 8 MiB. Larger fails the request */
     uint64_t range_from;             /* > 0: ask for bytes from here on (Range: bytes=N-) */
     unsigned max_redirects;          /* 0: 10 */

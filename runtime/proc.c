@@ -240,6 +240,18 @@ void hero_proc_cancel(hero_proc_t *p)
     hero_proc_terminate(p);
 }
 
+void hero_proc_detach(hero_proc_t *p)
+{
+    if (!p || p->finished)
+        return;
+    p->finished = true; /* the callback is never called */
+    if (p->timers_used) {
+        uv_timer_stop(&p->deadline);
+        uv_timer_stop(&p->grace);
+    }
+    hero_proc_close_all(p);
+}
+
 int hero_proc_pid(const hero_proc_t *p)
 {
     return p ? p->pid : 0;

@@ -57,6 +57,13 @@ int hero_proc_spawn(uv_loop_t *loop, const hero_proc_opts_t *opts, hero_proc_cb 
  * more than once, and after exit (then it does nothing). */
 void hero_proc_cancel(hero_proc_t *p);
 
+/* Lets the process run on without hero: no deadline, no callback, the handles
+ * closed (the hero_proc_t is freed from their close callbacks). It stays hero's
+ * child, in a session of its own: waitpid(pid, WNOHANG) tells whether it is still
+ * there while hero runs, and init takes it over when hero exits. For daemons hero
+ * starts (the overlay's); give it stdout_fd/stderr_fd rather than captured pipes. */
+void hero_proc_detach(hero_proc_t *p);
+
 /* The process id (for tests and logs). */
 int hero_proc_pid(const hero_proc_t *p);
 

@@ -59,6 +59,10 @@ static const char *const migrations[] = {
     /* 3: what an image's reference pointed at when it was pulled (an index or a
      * manifest), so a later pull asks the registry with one HEAD */
     "ALTER TABLE images ADD COLUMN ref_digest TEXT;",
+    /* 4: IPv6 overlay addresses: host number `host` in the node's /64 `subnet` */
+    "CREATE TABLE overlay_leases("
+    "  subnet TEXT NOT NULL, host INTEGER NOT NULL, container_id INTEGER NOT NULL UNIQUE,"
+    "  PRIMARY KEY(subnet, host));",
 };
 
 static int db_error(hero_store_t *s, hero_error_t *err, const char *what)
@@ -346,6 +350,45 @@ int hero_store_meta_get(hero_store_t *s, const char *key, char **value, hero_err
     return rc == SQLITE_DONE ? 1 : db_error(s, err, "reading a note");
 }
 
+int hero_store_meta_list(hero_store_t *s, const char *prefix, char ***keys, char ***values,
+                         size_t *n, hero_error_t *err)
+{
+    *keys = *values = NULL;
+    *n = 0;
+    sqlite3_stmt *st =
+        prep(s, "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+             err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, prefix);
+    int rc;
+    size_t cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n + 1 >= cap) {
+            cap = cap ? cap * 2 : 8;
+            *keys = hero_xrealloc(*keys, cap * sizeof(char *));
+            *values = hero_xrealloc(*values, cap * sizeof(char *));
+        }
+        (*keys)[*n] = col_str(st, 0);
+        (*values)[*n] = col_str(st, 1);
+        (*n)++;
+        (*keys)[*n] = (*values)[*n] = NULL;
+    }
+    release(s, st);
+    if (rc != SQLITE_DONE)
+        return db_error(s, err, "listing notes");
+    return 0;
+}
+
+int hero_store_meta_del(hero_store_t *s, const char *key, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM meta WHERE key=?", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, key);
+    return run_done(s, st, "deleting a note", err);
+}
+
 int hero_store_meta_put(hero_store_t *s, const char *key, const char *value, hero_error_t *err)
 {
     sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)", err);
@@ -528,7 +571,9 @@ int hero_store_container_delete(hero_store_t *s, int64_t id, hero_error_t *err)
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, id);
-    return run_done(s, st, "deleting a container's leases", err);
+    if (run_done(s, st, "deleting a container's leases", err) < 0)
+        return -1;
+    return hero_store_overlay_release(s, id, err);
 }
 
 int hero_store_container_forget(hero_store_t *s, int64_t id, hero_error_t *err)
@@ -536,10 +581,13 @@ int hero_store_container_forget(hero_store_t *s, int64_t id, hero_error_t *err)
     static const char *const sql[] = {
         "DELETE FROM host_objects WHERE container_id=?",
         "DELETE FROM leases WHERE container_id=?",
+        "DELETE FROM overlay_leases WHERE container_id=?",
         "DELETE FROM containers WHERE id=?",
     };
     static const char *const what[] = {"forgetting a container's host objects",
-                                       "deleting a container's leases", "deleting a container"};
+                                       "deleting a container's leases",
+                                       "deleting a container's overlay lease",
+                                       "deleting a container"};
     bool own = s->depth == 0; /* inside a caller's transaction, use that one */
     if (own && hero_store_begin(s, err) < 0)
         return -1;
@@ -875,7 +923,110 @@ int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, container_id);
-    return run_done(s, st, "releasing leases", err);
+    if (run_done(s, st, "releasing leases", err) < 0)
+        return -1;
+    return hero_store_overlay_release(s, container_id, err);
+}
+
+/* ---- overlay (IPv6) leases ---- */
+int hero_store_overlay_get(hero_store_t *s, int64_t container_id, char **subnet, uint64_t *host,
+                           hero_error_t *err)
+{
+    sqlite3_stmt *st =
+        prep(s, "SELECT subnet, host FROM overlay_leases WHERE container_id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    int rc = sqlite3_step(st), found = 1;
+    if (rc == SQLITE_ROW) {
+        *subnet = col_str(st, 0);
+        *host = (uint64_t)sqlite3_column_int64(st, 1);
+        found = 0;
+    }
+    release(s, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "reading an overlay lease");
+    return found;
+}
+
+int hero_store_overlay_release(hero_store_t *s, int64_t container_id, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s, "DELETE FROM overlay_leases WHERE container_id=?", err);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, container_id);
+    return run_done(s, st, "releasing an overlay lease", err);
+}
+
+/* The lowest host number >= 2 of `subnet` that is neither leased nor `avoid`. */
+static int overlay_pick(hero_store_t *s, const char *subnet, uint64_t avoid, uint64_t *out,
+                        hero_error_t *err)
+{
+    sqlite3_stmt *st =
+        prep(s, "SELECT host FROM overlay_leases WHERE subnet=? AND host>=2 ORDER BY host", err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, subnet);
+    uint64_t cand = 2;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        uint64_t h = (uint64_t)sqlite3_column_int64(st, 0);
+        if (cand == avoid)
+            cand++;
+        if (h > cand)
+            break;
+        if (h == cand)
+            cand++;
+    }
+    release(s, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_error(s, err, "reading overlay leases");
+    if (cand == avoid)
+        cand++;
+    *out = cand;
+    return 0;
+}
+
+int hero_store_overlay_lease(hero_store_t *s, const char *subnet, uint64_t avoid,
+                             int64_t container_id, uint64_t *host, hero_error_t *err)
+{
+    bool own = s->depth == 0; /* inside a caller's transaction, use that one */
+    if (own && hero_store_begin(s, err) < 0)
+        return -1;
+    char *have = NULL;
+    uint64_t h = 0;
+    int rc = hero_store_overlay_get(s, container_id, &have, &h, err);
+    if (rc == 0 && strcmp(have, subnet) == 0 && h != avoid) {
+        *host = h;
+    } else if (rc >= 0) {
+        /* none yet, or one in a subnet the node no longer has */
+        rc = rc == 0 ? hero_store_overlay_release(s, container_id, err) : 0;
+        if (rc == 0)
+            rc = overlay_pick(s, subnet, avoid, &h, err);
+        sqlite3_stmt *st =
+            rc == 0 ? prep(s,
+                           "INSERT INTO overlay_leases(subnet, host, container_id) VALUES(?,?,?)",
+                           err)
+                    : NULL;
+        if (rc == 0 && !st)
+            rc = -1;
+        if (st) {
+            bind_str(st, 1, subnet);
+            sqlite3_bind_int64(st, 2, (int64_t)h);
+            sqlite3_bind_int64(st, 3, container_id);
+            rc = run_done(s, st, "saving an overlay lease", err);
+        }
+        if (rc == 0)
+            *host = h;
+    }
+    free(have);
+    if (own) {
+        if (rc < 0)
+            hero_store_rollback(s);
+        else if (hero_store_commit(s, err) < 0)
+            rc = -1;
+    }
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- host objects ---- */

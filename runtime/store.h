@@ -47,6 +47,12 @@ int hero_store_batch_end(hero_store_t *s, hero_error_t *err);
 /* 0 found (*value set, caller frees), 1 not found, <0 error */
 int hero_store_meta_get(hero_store_t *s, const char *key, char **value, hero_error_t *err);
 int hero_store_meta_put(hero_store_t *s, const char *key, const char *value, hero_error_t *err);
+/* The notes whose key starts with `prefix`, by key: two arrays of *n strings, each
+ * NULL-terminated when *n > 0, else NULL (the caller frees the strings and arrays). */
+int hero_store_meta_list(hero_store_t *s, const char *prefix, char ***keys, char ***values,
+                         size_t *n, hero_error_t *err);
+/* Deleting a key that is not there is fine. */
+int hero_store_meta_del(hero_store_t *s, const char *key, hero_error_t *err);
 
 /* ---- instances: settings are a JSON object, owned by the caller ---- */
 /* 0 found (*settings set, caller frees), 1 not found, <0 error */
@@ -125,6 +131,19 @@ int hero_store_lease_get(hero_store_t *s, const char *instance, int64_t containe
                          uint32_t *addr, hero_error_t *err);
 /* Gives back the container's leases (hero_store_container_delete does it too). */
 int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t *err);
+
+/* ---- overlay (IPv6) leases: one per container, a host number inside the overlay
+ * node's /64 `subnet` (its text, as the daemon gave it) ---- */
+/* The container's lease in `subnet` if it has one; else the lowest free host number
+ * from 2 up that is not `avoid` (the node's own), in one write transaction. A lease
+ * the container holds in another subnet (the node's key changed) is replaced. */
+int hero_store_overlay_lease(hero_store_t *s, const char *subnet, uint64_t avoid,
+                             int64_t container_id, uint64_t *host, hero_error_t *err);
+/* 0 found (*subnet set, caller frees), 1 none, <0 error. */
+int hero_store_overlay_get(hero_store_t *s, int64_t container_id, char **subnet, uint64_t *host,
+                           hero_error_t *err);
+/* Gives it back (hero_store_lease_release and container delete/forget do it too). */
+int hero_store_overlay_release(hero_store_t *s, int64_t container_id, hero_error_t *err);
 
 /* ---- host objects: what exists on the host because of a container ---- */
 typedef enum {

@@ -60,6 +60,7 @@ static int cmd_start(cli_t *c, opts_t *o);
 static int cmd_stop(cli_t *c, opts_t *o);
 static int cmd_rm(cli_t *c, opts_t *o);
 static int cmd_images(cli_t *c, opts_t *o);
+static int cmd_overlay(cli_t *c, opts_t *o);
 
 static const cmd_t commands[] = {
     {"ps", "ps [-a] [--json]", "a", "all json format", 0, 0, cmd_ps,
@@ -98,6 +99,11 @@ static const cmd_t commands[] = {
     {"images", "images [--json]", "", "json format", 0, 0, cmd_images,
      "List the images in the store and how many containers use each.\n"
      "  --json        a JSON array of objects\n"},
+    {"overlay", "overlay [--json]", "", "json format", 0, 0, cmd_overlay,
+     "The IPv6 overlay node of each instance that has one (enable_mycelium,\n"
+     "enable_yggdrasil): its address, its /64, its daemon, and the daemon's peers and\n"
+     "their state, asked live.\n"
+     "  --json        a JSON array of objects\n"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -115,6 +121,7 @@ static const char pods_usage[] =
     "  stop [-t DUR] NAME                 stop a container\n"
     "  rm [-f] NAME                       delete a container\n"
     "  images [--json]                    list the stored images\n"
+    "  overlay [--json]                   the IPv6 overlay nodes and their peers\n"
     "\n"
     "options (before or after the command):\n"
     "  --base-dir DIR    the state directory (default: $HERO_BASE_DIR, else /var/lib/hero)\n"
@@ -914,6 +921,13 @@ static json_t *inspect_json(cli_t *c, const view_t *v)
     } else {
         json_object_set_new(o, "ipv4", json_null());
     }
+    /* its overlay address (enable_mycelium / enable_yggdrasil): leased at its first
+     * start on the overlay, kept until it is deleted */
+    char a6[46];
+    if (c->store && hero_pods_overlay_addr(c->store, v->r.id, a6, NULL) == 0)
+        json_object_set_new(o, "overlay", json_string(a6));
+    else
+        json_object_set_new(o, "overlay", json_null());
     /* crun's live view */
     char *rootopt = hero_xasprintf("--root=%s", root);
     char *argv[] = {"crun", rootopt, "state", cid, NULL};
@@ -1392,6 +1406,14 @@ static int cmd_rm(cli_t *c, opts_t *o)
 }
 
 /* ======================= images ======================= */
+
+static int cmd_overlay(cli_t *c, opts_t *o)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    if (open_store(c, &e) < 0)
+        return fail_err(&e);
+    return hero_pods_cli_overlay(c->store, c->instance, o->json);
+}
 
 static int cmd_images(cli_t *c, opts_t *o)
 {

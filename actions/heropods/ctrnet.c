@@ -174,7 +174,7 @@ int hero_pods_net_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, uint32_t
             hero_nft_port_add(table, &pp, err) < 0)
             return hero_error_wrap(err, "publishing port %s", *p);
     }
-    return 0;
+    return hero_pods_overlay_ctr_up(in, id, pid, err);
 }
 
 int hero_pods_net_undo(const hero_hostobj_t *o, hero_error_t *err)

@@ -8,6 +8,8 @@
 
 struct hero_task;
 int hero_heropods_configure_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_enable_mycelium_start(struct hero_task *t, hero_error_t *err);
+int hero_heropods_enable_yggdrasil_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_new_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_start_start(struct hero_task *t, hero_error_t *err);
 int hero_heropods_exec_start(struct hero_task *t, hero_error_t *err);

@@ -80,6 +80,7 @@ static hero_pods_instance_t *register_instance(const char *name, const char *bas
     in->dns_servers = dns_from_settings(settings);
     hero_pods_net_from_settings(&in->net, settings);
     in->net_ready = false;
+    hero_pods_overlay_forget_cached(in);
     json_t *j = json_loads(settings ? settings : "{}", 0, NULL);
     in->use_podman = json_is_true(json_object_get(j, "use_podman"));
     json_decref(j);
@@ -271,6 +272,8 @@ static void reset_step(configure_op_t *op)
     if (op->next == op->nctrs) {
         hero_error_t e = HERO_ERROR_INIT;
         int rc = old_network_down(op, true, &e);
+        if (rc == 0)
+            rc = hero_pods_overlay_reset(op->in, &e);
         configure_finish(op, rc, &e);
         hero_error_clear(&e);
         return;

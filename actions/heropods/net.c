@@ -421,9 +421,9 @@ out:
     return rc;
 }
 
-int hero_net_ipv4_forwarding(hero_error_t *err)
+/* Writes "1" to a /proc/sys file of the caller's network namespace. */
+static int sysctl_on(const char *path, const char *what, hero_error_t *err)
 {
-    const char *path = "/proc/sys/net/ipv4/ip_forward";
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return hero_error_set(err, errno, "cannot open %s", path);
@@ -434,8 +434,13 @@ int hero_net_ipv4_forwarding(hero_error_t *err)
         e = errno;
     }
     if (n != 2)
-        return hero_error_set(err, n < 0 ? e : EIO, "cannot enable IPv4 forwarding (%s)", path);
+        return hero_error_set(err, n < 0 ? e : EIO, "cannot enable %s (%s)", what, path);
     return 0;
+}
+
+int hero_net_ipv4_forwarding(hero_error_t *err)
+{
+    return sysctl_on("/proc/sys/net/ipv4/ip_forward", "IPv4 forwarding", err);
 }
 
 int hero_net_link_delete(const char *name, hero_error_t *err)
@@ -454,6 +459,34 @@ int hero_net_link_delete(const char *name, hero_error_t *err)
 }
 
 /* ---- a container's veth ---- */
+
+/* A veth pair: `host_name` here, up (enslaved to the link `master` unless it is 0),
+ * and `peer_name` made directly in the namespace nsfd. 0 or -errno. */
+static int veth_create(nl_t *nl, const char *host_name, int master, const char *peer_name,
+                       int nsfd)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+    ifm->ifi_family = AF_UNSPEC;
+    ifm->ifi_flags = IFF_UP;
+    ifm->ifi_change = IFF_UP;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
+    if (master)
+        mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
+    struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+    struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+    struct nlattr *peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+    struct ifinfomsg *pifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*pifm));
+    pifm->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, peer_name);
+    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
+    mnl_attr_nest_end(nlh, peer);
+    mnl_attr_nest_end(nlh, data);
+    mnl_attr_nest_end(nlh, info);
+    return nl_talk(nl, nlh, NULL, NULL);
+}
 
 /* Inside the container: eth0 gets its address and goes up, lo goes up, and the
  * default route goes via the gateway. */
@@ -521,26 +554,7 @@ int hero_net_veth_attach(int pid, const char *host_name, const char *bridge, uin
         goto out;
     }
 
-    char buf[REQ_SIZE];
-    struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-    struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-    ifm->ifi_family = AF_UNSPEC;
-    ifm->ifi_flags = IFF_UP;
-    ifm->ifi_change = IFF_UP;
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
-    mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)br.index);
-    struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
-    struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-    struct nlattr *peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
-    struct ifinfomsg *pifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*pifm));
-    pifm->ifi_family = AF_UNSPEC;
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, "eth0");
-    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
-    mnl_attr_nest_end(nlh, peer);
-    mnl_attr_nest_end(nlh, data);
-    mnl_attr_nest_end(nlh, info);
-    if ((r = nl_talk(&nl, nlh, NULL, NULL)) < 0) {
+    if ((r = veth_create(&nl, host_name, br.index, "eth0", nsfd)) < 0) {
         /* nothing was created: a link of this name, if any, is not ours to remove */
         nl_fail(err, &nl, -r, "cannot create veth %s on bridge %s", host_name, bridge);
         goto out;
@@ -557,6 +571,143 @@ out:
     nl_close(&nl);
     close(nsfd);
     return rc;
+}
+
+/* ---- a container's overlay (IPv6) veth ---- */
+
+static int addr6_add(nl_t *nl, int index, const struct in6_addr *a, int prefix_len)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
+    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+    ifa->ifa_family = AF_INET6;
+    ifa->ifa_prefixlen = (unsigned char)prefix_len;
+    ifa->ifa_scope = IN6_IS_ADDR_LINKLOCAL(a) ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+    /* no duplicate address detection: the address is hero's alone on a two-ended
+     * link, and DAD would keep it unusable for a second */
+    ifa->ifa_flags = IFA_F_NODAD;
+    ifa->ifa_index = (unsigned)index;
+    mnl_attr_put(nlh, IFA_LOCAL, sizeof(*a), a);
+    mnl_attr_put(nlh, IFA_ADDRESS, sizeof(*a), a);
+    mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+/* dst/len via gw (NULL: on the link) out of `index`; replaces one that is there. */
+static int route6_add(nl_t *nl, int index, const struct in6_addr *dst, int len,
+                      const struct in6_addr *gw)
+{
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+    struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+    rtm->rtm_family = AF_INET6;
+    rtm->rtm_dst_len = (unsigned char)len;
+    rtm->rtm_table = RT_TABLE_MAIN;
+    rtm->rtm_protocol = RTPROT_BOOT;
+    rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+    rtm->rtm_type = RTN_UNICAST;
+    mnl_attr_put(nlh, RTA_DST, sizeof(*dst), dst);
+    if (gw)
+        mnl_attr_put(nlh, RTA_GATEWAY, sizeof(*gw), gw);
+    mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)index);
+    return nl_talk(nl, nlh, NULL, NULL);
+}
+
+/* fe80::1, the host end's address on every overlay veth (link-local: one per link) */
+static const struct in6_addr host_end_ll = {{{0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}};
+
+static int overlay_inside(int nsfd, int pid, const char *ctr_name, const struct in6_addr *addr,
+                          const struct in6_addr *range, int range_len, hero_error_t *err)
+{
+    nl_t nl;
+    if (nl_open_in(&nl, nsfd, pid, err) < 0)
+        return -1;
+    int rc = -1, r;
+    char a[INET6_ADDRSTRLEN], rg[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, addr, a, sizeof(a));
+    inet_ntop(AF_INET6, range, rg, sizeof(rg));
+    link_info_t li, lo;
+    if ((r = link_get(&nl, ctr_name, &li)) < 0) {
+        nl_fail(err, &nl, -r, "cannot find %s in the container (pid %d)", ctr_name, pid);
+        goto out;
+    }
+    /* a /128: the rest of the node's /64 is other containers, reached through the host */
+    if ((r = addr6_add(&nl, li.index, addr, 128)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add address %s/128 to %s in the container (pid %d)", a,
+                ctr_name, pid);
+        goto out;
+    }
+    if ((r = link_set_up(&nl, li.index)) < 0 || (r = link_get(&nl, "lo", &lo)) < 0 ||
+        (r = link_set_up(&nl, lo.index)) < 0) {
+        nl_fail(err, &nl, -r, "cannot set %s up in the container (pid %d)", ctr_name, pid);
+        goto out;
+    }
+    if ((r = route6_add(&nl, li.index, range, range_len, &host_end_ll)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add the route %s/%d via fe80::1 in the container (pid %d)",
+                rg, range_len, pid);
+        goto out;
+    }
+    rc = 0;
+out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_overlay_attach(int pid, const char *host_name, const char *ctr_name,
+                            const struct in6_addr *addr, const struct in6_addr *range,
+                            int range_len, hero_error_t *err)
+{
+    if (pid <= 0)
+        return hero_error_set(err, EINVAL, "cannot attach %s: no container pid", host_name);
+    if (check_ifname(host_name, "host-side veth", err) < 0 ||
+        check_ifname(ctr_name, "container-side veth", err) < 0)
+        return -1;
+    if (range_len < 1 || range_len > 128)
+        return hero_error_set(err, 0, "prefix length %d is not between 1 and 128", range_len);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0)
+        return hero_error_set(err, errno, "cannot open the network namespace of pid %d", pid);
+    nl_t nl;
+    if (nl_open(&nl, err) < 0) {
+        close(nsfd);
+        return -1;
+    }
+    int rc = -1, r;
+    if ((r = veth_create(&nl, host_name, 0, ctr_name, nsfd)) < 0) {
+        nl_fail(err, &nl, -r, "cannot create veth %s", host_name);
+        goto out;
+    }
+    link_info_t li;
+    char a[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, addr, a, sizeof(a));
+    if ((r = link_get(&nl, host_name, &li)) < 0 ||
+        (r = addr6_add(&nl, li.index, &host_end_ll, 64)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add fe80::1/64 to %s", host_name);
+        goto undo;
+    }
+    if (overlay_inside(nsfd, pid, ctr_name, addr, range, range_len, err) < 0)
+        goto undo;
+    if ((r = route6_add(&nl, li.index, addr, 128, NULL)) < 0) {
+        nl_fail(err, &nl, -r, "cannot add the route %s/128 dev %s", a, host_name);
+        goto undo;
+    }
+    rc = 0;
+    goto out;
+undo:
+    /* deleting the host end deletes its peer and every route through it */
+    link_del_by_name(&nl, host_name);
+    hero_error_wrap(err, "cannot set up the overlay veth %s", host_name);
+out:
+    nl_close(&nl);
+    close(nsfd);
+    return rc;
+}
+
+int hero_net_ipv6_forwarding(hero_error_t *err)
+{
+    return sysctl_on("/proc/sys/net/ipv6/conf/all/forwarding", "IPv6 forwarding", err);
 }
 
 /* ---- names ---- */
@@ -599,4 +750,26 @@ void hero_net_host_name(const char *store_uid, int64_t id, char out[16])
         out[1] = 'x';
         base36((uint64_t)id, out + 2);
     }
+}
+
+int hero_net_overlay_names(const char *prefix, const char *store_uid, int64_t id,
+                           char host[16], char ctr[16], hero_error_t *err)
+{
+    /* prefix (3) + "h-" + 4 uid digits + up to 6 base-36 digits = 15 */
+    if (strlen(prefix) != 3)
+        return hero_error_set(err, EINVAL, "overlay link prefix '%s' is not 3 characters", prefix);
+    if (id < 0 || id >= 2176782336) /* 36^6 */
+        return hero_error_set(err, 0, "container id %lld is too large for an overlay link name",
+                              (long long)id);
+    char u[5];
+    for (int i = 0; i < 4; i++) {
+        char c = store_uid && (int)strlen(store_uid) > i ? store_uid[i] : '0';
+        u[i] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ? c : '0';
+    }
+    u[4] = 0;
+    char b[8];
+    base36((uint64_t)id, b);
+    snprintf(host, 16, "%sh-%s%s", prefix, u, b);
+    snprintf(ctr, 16, "%s-%s%s", prefix, u, b);
+    return 0;
 }

@@ -16,6 +16,7 @@
 #ifndef HERO_NET_H
 #define HERO_NET_H
 
+#include <netinet/in.h>
 #include <stdint.h>
 
 #include "runtime/error.h"
@@ -55,5 +56,25 @@ int hero_net_link_delete(const char *name, hero_error_t *err);
  * "vx" + the id as an unsigned 64-bit number in base 36 (at most 13 digits), a
  * form that cannot meet the first one. */
 void hero_net_host_name(const char *store_uid, int64_t id, char out[16]);
+
+/* ---- the IPv6 overlay (mycelium, yggdrasil) ---- */
+
+/* Writes 1 to /proc/sys/net/ipv6/conf/all/forwarding. */
+int hero_net_ipv6_forwarding(hero_error_t *err);
+
+/* A container's overlay veth: host end `host_name` (up, fe80::1/64, a route for
+ * addr/128 through it), peer `ctr_name` made in the namespace of `pid` with addr/128
+ * and the route range/range_len via fe80::1. No bridge: the host routes between
+ * containers and the overlay daemon's TUN. On failure the pair is deleted. */
+int hero_net_overlay_attach(int pid, const char *host_name, const char *ctr_name,
+                            const struct in6_addr *addr, const struct in6_addr *range,
+                            int range_len, hero_error_t *err);
+
+/* The two names of a container's overlay veth: "<p>h-<u><i>" on the host and
+ * "<p>-<u><i>" in the container, where p is the 3-character prefix ("vmy" for
+ * mycelium), u the first 4 hex digits of the store's uid and i the id in base 36
+ * (ids up to 36^6 - 1; larger ones are an error). */
+int hero_net_overlay_names(const char *prefix, const char *store_uid, int64_t id,
+                           char host[16], char ctr[16], hero_error_t *err);
 
 #endif

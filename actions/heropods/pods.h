@@ -4,6 +4,7 @@
 #define HERO_PODS_H
 
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -21,6 +22,16 @@ typedef struct hero_pods_net {
     bool nat;
 } hero_pods_net_t;
 
+/* An instance's IPv6 overlay node, from enable_mycelium / enable_yggdrasil. */
+typedef struct hero_pods_overlay {
+    char kind[16];            /* "mycelium" or "yggdrasil" */
+    char subnet[64];          /* the node's /64, as the daemon wrote it */
+    struct in6_addr prefix;   /* its first 64 bits (the rest zero) */
+    struct in6_addr node;     /* the node's own address (:: when unknown) */
+    struct in6_addr range;    /* the range routed into containers */
+    int range_len;
+} hero_pods_overlay_t;
+
 typedef struct hero_pods_instance {
     char *name;
     char *base_dir;
@@ -29,6 +40,8 @@ typedef struct hero_pods_instance {
     hero_pods_net_t net;
     bool net_ready;          /* this process has applied the network since configure */
     bool use_podman;         /* images come through podman (configure use_podman:true) */
+    int overlay_state;       /* 0: not read from the store yet, 1: none, 2: `overlay` holds it */
+    hero_pods_overlay_t overlay;
 } hero_pods_instance_t;
 
 /* The instance for an action: configured earlier in this run, or found in the
@@ -149,5 +162,30 @@ bool hero_pods_pid_gone(int64_t pid);
 typedef void (*hero_pods_done_cb)(int rc, hero_error_t *err, void *data);
 void hero_pods_teardown(uv_loop_t *loop, hero_pods_instance_t *in, int64_t id, bool forget,
                         hero_pods_done_cb cb, void *data);
+
+/* ---- the IPv6 overlay (overlay.c; the actions in overlay_daemon.c) ---- */
+/* The instance's overlay node (*out NULL when it has none), read once from the store. */
+int hero_pods_overlay_get(hero_pods_instance_t *in, const hero_pods_overlay_t **out,
+                          hero_error_t *err);
+/* Parses the stored form {"kind","subnet","node","range",...}. */
+int hero_pods_overlay_parse(const char *json, hero_pods_overlay_t *ov, hero_error_t *err);
+/* Makes the next hero_pods_overlay_get read the store again. */
+void hero_pods_overlay_forget_cached(hero_pods_instance_t *in);
+/* Between crun create and start: when the instance has an overlay, the container's
+ * address in the node's /64 (leased, stable across restarts) and its overlay veth,
+ * recorded as a LINK host object before it is made. */
+int hero_pods_overlay_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, hero_error_t *err);
+/* The container's overlay address as text: 0 found, 1 none, <0 error. */
+int hero_pods_overlay_addr(hero_store_t *s, int64_t id, char out[46], hero_error_t *err);
+/* configure reset:true: stops the daemon hero started for the instance (if it is
+ * still that process) and forgets the instance's overlay. */
+int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err);
+/* `hero pods overlay` (cli_overlay.c): prints the overlays (of `instance`, or all)
+ * with their daemons' peers; returns the exit status. */
+int hero_pods_cli_overlay(hero_store_t *store, const char *instance, bool as_json);
+/* Field 22 of /proc/PID/stat (start time in clock ticks since boot), or -1: with the
+ * pid it names one process for good, so a recorded daemon is never confused with a
+ * later process that got the same pid. */
+long long hero_pods_proc_start_time(int pid);
 
 #endif

@@ -213,16 +213,23 @@ EOF
   [[ "$output" == *"sub/inc.heroscript:1:23: error: duration"* ]]
 }
 
-@test "an action without a handler in this build validates, then fails with the reason" {
+@test "enable_mycelium's peers are checked before anything runs, with their place" {
   pb a.heroscript <<'EOF'
 !!heropods.enable_mycelium version:'0.7.0' ipv6_range:'400::/7' key_path:'/nonexistent/key'
-    peers:['tcp://127.0.0.1:9651']
+    peers:['tcp://127.0.0.1:9651', 'quic://[2001:db8::1]:9651']
 EOF
   run "$HERO" run --check "$T/a.heroscript"
   [ "$status" -eq 0 ]
-  run "$HERO" run "$T/a.heroscript"
-  [ "$status" -eq 1 ]
-  [[ "$output" == *"heropods.enable_mycelium is not implemented in this build"* ]]
+  pb b.heroscript <<'EOF'
+!!heropods.enable_mycelium version:'0.7.0' ipv6_range:'400::/7' key_path:'/nonexistent/key'
+    peers:['tcp://127.0.0.1:9651', 'tcp://2001:db8::1:9651', 'udp://1.2.3.4:1']
+EOF
+  run "$HERO" run "$T/b.heroscript"
+  echo "$output"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"b.heroscript:2:"*"an IPv6 peer address goes in brackets"* ]]
+  [[ "$output" == *"a peer's scheme is tcp, quic or tls"* ]]
+  [[ "$output" == *"nothing ran"* ]]
 }
 
 @test "usage errors exit 2" {

@@ -185,6 +185,38 @@ static void leases(hero_store_t *s)
            "a released address is leased again");
 }
 
+static void overlay_leases(hero_store_t *s)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    const char *net = "4ab:cd:ef:12::/64", *other = "5aa:1:2:3::/64";
+    uint64_t h1 = 0, h2 = 0, h3 = 0, x = 0;
+    TAP_OK(hero_store_overlay_lease(s, net, 3, 101, &h1, &e) == 0 && h1 == 2,
+           "overlay: the first container gets ::2");
+    TAP_OK(hero_store_overlay_lease(s, net, 3, 102, &h2, &e) == 0 && h2 == 4,
+           "overlay: the next skips the node's own host number");
+    TAP_OK(hero_store_overlay_lease(s, net, 3, 101, &x, &e) == 0 && x == h1,
+           "overlay: a container keeps its address");
+    TAP_OK(hero_store_overlay_lease(s, other, 0, 103, &h3, &e) == 0 && h3 == 2,
+           "overlay: another node's /64 leases apart");
+    char *sn = NULL;
+    TAP_OK(hero_store_overlay_get(s, 102, &sn, &x, &e) == 0 && x == 4 && !strcmp(sn, net),
+           "overlay: get gives the subnet and host number");
+    free(sn);
+    TAP_OK(hero_store_overlay_release(s, 101, &e) == 0 &&
+               hero_store_overlay_get(s, 101, &sn, &x, &e) == 1 &&
+               hero_store_overlay_lease(s, net, 3, 104, &x, &e) == 0 && x == 2,
+           "overlay: a released address is leased again");
+    TAP_OK(hero_store_overlay_lease(s, other, 0, 102, &x, &e) == 0 && x == 3 &&
+               hero_store_overlay_get(s, 102, &sn, &x, &e) == 0 && !strcmp(sn, other),
+           "overlay: a lease in a /64 the node no longer has is replaced");
+    free(sn);
+    sn = NULL;
+    TAP_OK(hero_store_container_forget(s, 103, &e) == 0 &&
+               hero_store_overlay_get(s, 103, &sn, &x, &e) == 1,
+           "overlay: forgetting a container gives its lease back");
+    hero_error_clear(&e);
+}
+
 /* Four processes lease for ten containers each, at once: forty distinct addresses. */
 static void four_processes_lease(void)
 {
@@ -248,6 +280,7 @@ int main(void)
     hero_store_close(s);
     s = open_or_die();
     leases(s);
+    overlay_leases(s);
     hero_store_close(s);
     two_processes();
     four_processes_lease();

@@ -66,6 +66,7 @@ int main(void)
     static const char *const spec[][2] = {
         {"configure", "name,reset,use_podman,base_dir,bridge_name,subnet,gateway_ip,dns_servers,nat"},
         {"enable_mycelium", "version,ipv6_range,key_path,peers,api_addr,tun_name"},
+        {"enable_yggdrasil", "listen,peers,multicast,key_path"},
         {"container_new", "name,image,custom_image_name,docker_url,reset,memory,cpus,pids_limit,env,"
                           "mounts,workdir,user,hostname,cap_add,cap_drop,entrypoint,cmd,ports"},
         {"container_start", "name,keep_alive,timeout"},
