@@ -207,21 +207,35 @@ static void stop_daemon(int pid, long long start)
     waitpid(pid, NULL, WNOHANG);
 }
 
-int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err)
+/* Stops the daemon the note `key` names ({"daemon": {...}} when `nested`, else the
+ * note itself) and deletes the note. */
+static int reset_note(hero_store_t *st, const char *key, bool nested, hero_error_t *err)
 {
-    char *key = note_key(in->name), *v = NULL;
-    int rc = hero_store_meta_get(in->store, key, &v, err);
+    char *v = NULL;
+    int rc = hero_store_meta_get(st, key, &v, err);
     if (rc == 0) {
         json_t *j = json_loads(v, 0, NULL);
-        json_t *d = json_object_get(j, "daemon");
+        json_t *d = nested ? json_object_get(j, "daemon") : j;
         if (d)
             stop_daemon((int)json_integer_value(json_object_get(d, "pid")),
                         json_integer_value(json_object_get(d, "start")));
         json_decref(j);
-        rc = hero_store_meta_del(in->store, key, err);
+        rc = hero_store_meta_del(st, key, err);
     }
     free(v);
+    return rc < 0 ? -1 : 0;
+}
+
+int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err)
+{
+    char *key = note_key(in->name);
+    /* a daemon an enable started and a killed hero never made the instance's */
+    char *pending = hero_xasprintf("overlay-daemon.%s", in->name);
+    int rc = reset_note(in->store, key, true, err);
+    if (rc == 0)
+        rc = reset_note(in->store, pending, false, err);
+    free(pending);
     free(key);
     hero_pods_overlay_forget_cached(in);
-    return rc < 0 ? -1 : 0;
+    return rc;
 }

@@ -120,13 +120,31 @@ static char *log_tail(const char *path)
     return out;
 }
 
+/* The note that names a daemon hero started and has not yet made the instance's
+ * (see hero_pods_overlay_reset): written as soon as it runs, so a hero killed while
+ * waiting for it leaves a record a later reset acts on. */
+static char *pending_key(const ov_op_t *op)
+{
+    return hero_xasprintf("overlay-daemon.%s", op->in->name);
+}
+
+static void forget_pending(ov_op_t *op)
+{
+    char *key = pending_key(op);
+    hero_store_meta_del(op->in->store, key, NULL);
+    free(key);
+}
+
 static void stop_started_daemon(ov_op_t *op)
 {
-    if (op->daemon_pid <= 0 || hero_pods_proc_start_time(op->daemon_pid) != op->daemon_start)
+    if (op->daemon_pid <= 0)
         return;
-    kill(op->daemon_pid, SIGKILL);
-    waitpid(op->daemon_pid, NULL, 0);
+    if (hero_pods_proc_start_time(op->daemon_pid) == op->daemon_start) {
+        kill(op->daemon_pid, SIGKILL);
+        waitpid(op->daemon_pid, NULL, 0);
+    }
     op->daemon_pid = 0;
+    forget_pending(op);
 }
 
 static void op_end(ov_op_t *op, int rc, hero_error_t *err)
@@ -277,7 +295,9 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
     else
         hero_task_printf(op->t, "%s: node %s, subnet %s (the daemon at %s)\n", kind_name(op),
                          node, subnet, op->api);
-    op->daemon_pid = 0; /* it is the instance's now */
+    if (op->daemon_pid > 0)
+        forget_pending(op); /* recorded in the instance's overlay now */
+    op->daemon_pid = 0;
     op_end(op, 0, NULL);
 }
 
@@ -314,8 +334,17 @@ static int spawn_daemon(ov_op_t *op, const char *const *argv, hero_error_t *err)
     op->daemon_pid = hero_proc_pid(p);
     hero_proc_detach(p);
     op->daemon_start = hero_pods_proc_start_time(op->daemon_pid);
+    json_t *j = json_pack("{s:i, s:I, s:s}", "pid", op->daemon_pid, "start",
+                          (json_int_t)op->daemon_start, "log", op->log);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS), *key = pending_key(op);
+    json_decref(j);
+    rc = hero_store_meta_put(op->in->store, key, text, err);
+    free(key);
+    free(text);
     op->deadline = uv_now(op->t->loop) + DAEMON_WAIT_MS;
-    return 0;
+    if (rc < 0)
+        stop_started_daemon(op);
+    return rc;
 }
 
 /* While waiting: has the daemon hero started died? Then fail with its log. */
@@ -330,6 +359,7 @@ static bool daemon_died(ov_op_t *op)
     char *tail = log_tail(op->log);
     int pid = op->daemon_pid;
     op->daemon_pid = 0;
+    forget_pending(op);
     if (r > 0)
         op_failf(op, "the %s daemon hero started (pid %d) exited with %s %d before it answered: "
                      "%s (log %s)",

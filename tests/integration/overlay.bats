@@ -333,7 +333,7 @@ EOF
   [[ "$output" == *"tcp://[${ULA}1]:9001"* ]]
 }
 
-@test "overlay errors: an old version, a missing key file, a malformed peer, an unreachable API, no mycelium" {
+@test "overlay errors: an old version, a missing key file, a malformed peer, an unreachable API, no mycelium, a killed hero" {
   host A
   HOST_NOW=A
   # older than required (the double says what the test asks it to)
@@ -364,9 +364,27 @@ EOF
   PATH=/usr/sbin:/usr/bin:/sbin:/bin hrun A old
   [ "$status" -ne 0 ]
   [[ "$stderr" == *"no mycelium daemon answers at 127.0.0.1:8989 and mycelium is not installed"* ]]
+  # a hero killed while it waits for the daemon it started: reset stops that daemon
+  mycelium_line "tcp://[fd00::99]:9651" "api_addr:'192.0.2.55:8989'" | pb A killed
+  in_host A "$HERO" run "$T/A-killed.hs" > /dev/null 2>&1 &
+  hero_pid=$!
+  for i in $(seq 100); do
+    pending=$(sqlite3 "$T/A/hero.db" "SELECT json_extract(value, '\$.pid') FROM meta WHERE key='overlay-daemon.ov${N}A'")
+    [ -z "$pending" ] || break
+    sleep 0.1
+  done
+  [ -n "$pending" ] && kill -0 "$pending"
+  kill -KILL "$hero_pid"
+  wait "$hero_pid" || true
+  kill -0 "$pending"
+  hdr A reset:true > "$T/A-reset.hs"
+  run in_host A "$HERO" run "$T/A-reset.hs"
+  [ "$status" -eq 0 ]
+  for i in $(seq 50); do kill -0 "$pending" 2> /dev/null || break; sleep 0.1; done
+  ! kill -0 "$pending" 2> /dev/null
   # nothing is left: no daemon in the host, no TUN, no overlay saved
   [ -z "$(ns_pids "$HOLD_A" | grep -vx "$HOLD_A")" ]
   run in_host A ip link show mycelium
   [ "$status" -ne 0 ]
-  [ "$(sqlite3 "$T/A/hero.db" "SELECT count(*) FROM meta WHERE key LIKE 'overlay.%'")" -eq 0 ]
+  [ "$(sqlite3 "$T/A/hero.db" "SELECT count(*) FROM meta WHERE key LIKE 'overlay%'")" -eq 0 ]
 }
