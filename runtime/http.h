@@ -3,11 +3,11 @@
  * and one uv_poll per socket (CURLMOPT_SOCKETFUNCTION); nothing blocks the loop
  * (no curl_easy_perform), apart from pwrite(2) of received bytes into a local file.
  *
- * A request is a GET, a HEAD or a small POST (an API call) with extra headers. Its body goes to memory (bounded)
- * or to a file descriptor (pwrite at the offset the bytes have in the resource, so a
- * Range resume and a server that ignores Range both land right), or only to the
- * observer, which stores it itself; an optional observer sees every body chunk first
- * (to hash it, count progress, or abort).
+ * A request is a GET, a HEAD or a small POST (an API call) with extra headers. Its
+ * body goes to memory (bounded), to a file descriptor (pwrite at the offset the bytes
+ * have in the resource, so a Range resume and a server that ignores Range both land
+ * right), or only to the observer, which stores it itself; an optional observer sees
+ * every body chunk first (to hash it, count progress, or abort).
  *
  * Redirects are followed by hero, never by curl: an Authorization value given in
  * the options is sent only while the URL keeps the origin (scheme, host and port) of

@@ -12,6 +12,11 @@
  * Decompression plus hashing and writing files cost about the same, so the two threads
  * nearly halve the time of a big layer.
  *
+ * The blob itself is read with pread, through a read callback of ours: from a complete
+ * file, or from one that a download is still writing (a feed tells how much of it is
+ * there, and the reader waits for more), so that a layer is extracted as it downloads.
+ * When the caller gives the blob's digest, every byte read is hashed for it too.
+ *
  * Files are written by hand, never with archive_write_disk: every path is resolved with
  * openat2(RESOLVE_IN_ROOT) against the layer root, and the last component is only ever
  * used with calls that do not follow it (O_CREAT|O_EXCL|O_NOFOLLOW, mkdirat, symlinkat,
@@ -23,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
 #include <pthread.h>
@@ -46,6 +52,13 @@
 /* Read size for the blob file. The decompressors hand out 64 KiB (gzip) or 128 KiB
  * (zstd) blocks whatever this is; for a plain tar the blocks are this size. */
 #define BLOB_READ_BLOCK (1024 * 1024)
+/* Reading a blob that a download is still writing: wake up for this much at least
+ * (or the rest of the blob), not for every chunk the download writes. */
+#define FEED_MIN_READ (256 * 1024)
+/* File data is handed to the disk (sync_file_range WRITE, which does not wait) every
+ * WRITEBACK_CHUNK bytes of a file, and at its end when WRITEBACK_TAIL or more remain. */
+#define WRITEBACK_CHUNK (1024 * 1024)
+#define WRITEBACK_TAIL (256 * 1024)
 #define OPAQUE_XATTR "trusted.overlay.opaque"
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
@@ -62,6 +75,88 @@ static EVP_MD *sha_md; /* kept for the life of the process */
 static void sha_fetch(void)
 {
     sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* ---- a blob that is still being written ---- */
+
+struct hero_layer_feed {
+    pthread_mutex_t mu;
+    pthread_cond_t grew;
+    uint64_t avail;     /* bytes from byte 0 in the file, final */
+    uint64_t want;      /* the reader sleeps until avail reaches this */
+    bool waiting;
+    bool cancelled;     /* the reader gave up (its consumer failed): stop waiting */
+    char *failed;       /* the writer gave up: why */
+};
+
+hero_layer_feed_t *hero_layer_feed_new(void)
+{
+    hero_layer_feed_t *f = hero_xcalloc(1, sizeof(*f));
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->grew, NULL);
+    return f;
+}
+
+void hero_layer_feed_grow(hero_layer_feed_t *f, uint64_t avail)
+{
+    pthread_mutex_lock(&f->mu);
+    if (avail > f->avail)
+        f->avail = avail;
+    /* wake the reader only when it has enough to go on: a download reports every
+     * chunk it writes */
+    if (f->waiting && f->avail >= f->want)
+        pthread_cond_signal(&f->grew);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void hero_layer_feed_fail(hero_layer_feed_t *f, const char *why)
+{
+    pthread_mutex_lock(&f->mu);
+    if (!f->failed)
+        f->failed = hero_xstrdup(why && *why ? why : "the blob download failed");
+    pthread_cond_signal(&f->grew);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void hero_layer_feed_free(hero_layer_feed_t *f)
+{
+    if (!f)
+        return;
+    pthread_cond_destroy(&f->grew);
+    pthread_mutex_destroy(&f->mu);
+    free(f->failed);
+    free(f);
+}
+
+/* Waits until the file holds `upto` bytes (the reader's side). Returns the bytes
+ * available (>= upto), or -1 with *why set (a copy) when the writer failed or the
+ * reader was cancelled. */
+static int64_t feed_wait(hero_layer_feed_t *f, uint64_t upto, char **why)
+{
+    pthread_mutex_lock(&f->mu);
+    while (f->avail < upto && !f->failed && !f->cancelled) {
+        f->want = upto;
+        f->waiting = true;
+        pthread_cond_wait(&f->grew, &f->mu);
+        f->waiting = false;
+    }
+    int64_t n = (int64_t)f->avail;
+    if (f->failed || f->cancelled) {
+        *why = hero_xstrdup(f->failed ? f->failed : "cancelled");
+        n = -1;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static void feed_cancel(hero_layer_feed_t *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->cancelled = true;
+    pthread_cond_signal(&f->grew);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /* ---- the extraction context ---- */
@@ -92,8 +187,22 @@ typedef struct dirtime {
     struct timespec ts[2];
 } dirtime_t;
 
+/* The blob as the decompressor reads it: pread from byte 0, each byte hashed once (when
+ * a digest is to be checked), never past its size; with a feed, waiting for a download
+ * to write the bytes. */
+typedef struct blob_in {
+    int fd;
+    hero_layer_feed_t *feed;
+    uint64_t limit;               /* the blob's size, or UINT64_MAX when unknown */
+    uint64_t pos;                 /* bytes read (and hashed) */
+    EVP_MD_CTX *md;               /* NULL: no digest to check */
+    unsigned char *buf;           /* BLOB_READ_BLOCK */
+    char *why;                    /* why the last read failed (outer_read) */
+} blob_in_t;
+
 typedef struct ctx {
     int root;                     /* dest_dir, O_RDONLY|O_DIRECTORY */
+    blob_in_t in;
     struct archive *outer;        /* blob -> uncompressed bytes */
     struct archive *inner;        /* uncompressed bytes -> tar entries */
     EVP_MD_CTX *md;
@@ -629,7 +738,7 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
     if (fd < 0)
         return entry_error(c, errno, "cannot create the file");
 
-    int64_t pos = 0;
+    int64_t pos = 0, kicked = 0;
     for (;;) {
         const void *buf;
         size_t len;
@@ -657,7 +766,15 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
         }
         pos += (int64_t)len;
         c->res->bytes_written += len;
+        if (pos - kicked >= WRITEBACK_CHUNK) {
+            /* start writing it to disk now, while the layer goes on: the sync before
+             * the layer dir is renamed into place then finds little left to do */
+            sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
+            kicked = pos;
+        }
     }
+    if (pos - kicked >= WRITEBACK_TAIL)
+        sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
     int64_t size = archive_entry_size(e);
     if (archive_entry_size_is_set(e) && size > pos && ftruncate(fd, size) < 0) {
         int e2 = errno;
@@ -952,6 +1069,8 @@ static void *feed_main(void *arg)
         if (r < ARCHIVE_WARN) {
             const char *es = archive_error_string(c->outer);
             code = archive_errno(c->outer) > 0 ? archive_errno(c->outer) : EIO;
+            if (c->in.why) /* reading the blob failed: that says more than "truncated" */
+                es = c->in.why;
             msg = es ? hero_xstrdup(es)
                      : hero_xasprintf("cannot decompress the layer: truncated or corrupt %s",
                                       c->res->compression);
@@ -1025,6 +1144,11 @@ static void feed_stop(ctx_t *c)
     feeder_t *f = &c->feed;
     if (f->started) {
         pthread_mutex_lock(&f->mu);
+        bool done = f->done;
+        pthread_mutex_unlock(&f->mu);
+        if (!done) /* the consumer gave up: the producer may be waiting for a download */
+            feed_cancel(c->in.feed);
+        pthread_mutex_lock(&f->mu);
         atomic_store(&f->abort, true);
         pthread_cond_signal(&f->can_fill);
         pthread_mutex_unlock(&f->mu);
@@ -1097,6 +1221,140 @@ static la_ssize_t inner_read(struct archive *a, void *data, const void **buf)
     return n;
 }
 
+/* ---- the blob: read, hashed, checked ---- */
+
+/* Up to BLOB_READ_BLOCK bytes of the blob at in->pos into in->buf, hashed. 0 at its
+ * end; -1 with *why set (malloc'd). */
+static ssize_t blob_read(blob_in_t *in, char **why)
+{
+    if (in->pos >= in->limit)
+        return 0;
+    uint64_t n = in->limit - in->pos;
+    if (n > BLOB_READ_BLOCK)
+        n = BLOB_READ_BLOCK;
+    if (in->feed) {
+        /* a download is writing it: wait for a good share of a block, not one chunk */
+        uint64_t want = n < FEED_MIN_READ ? n : FEED_MIN_READ;
+        int64_t avail = feed_wait(in->feed, in->pos + want, why);
+        if (avail < 0)
+            return -1;
+        if ((uint64_t)avail - in->pos < n)
+            n = (uint64_t)avail - in->pos;
+    }
+    ssize_t got;
+    do
+        got = pread(in->fd, in->buf, n, (off_t)in->pos);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        *why = hero_xasprintf("cannot read the layer blob: %s", strerror(errno));
+        return -1;
+    }
+    if (got == 0 && in->feed) {
+        *why = hero_xstrdup("the layer blob is shorter than its download wrote");
+        return -1;
+    }
+    if (got > 0 && in->md && EVP_DigestUpdate(in->md, in->buf, (size_t)got) != 1) {
+        *why = hero_xstrdup("sha256 failed");
+        return -1;
+    }
+    in->pos += (uint64_t)got;
+    return got;
+}
+
+/* libarchive's read callback of the outer (decompressing) reader */
+static la_ssize_t outer_read(struct archive *a, void *data, const void **buf)
+{
+    ctx_t *c = data;
+    char *why = NULL;
+    ssize_t n = blob_read(&c->in, &why);
+    if (n < 0) {
+        archive_set_error(a, EIO, "%s", why);
+        free(c->in.why);
+        c->in.why = why;
+        return -1;
+    }
+    *buf = c->in.buf;
+    return n;
+}
+
+/* The first bytes of the blob, for telling its compression (without hashing them:
+ * the stream reads them again). */
+static ssize_t blob_magic(ctx_t *c, unsigned char *m, size_t len)
+{
+    if (c->in.feed) {
+        uint64_t want = c->in.limit < len ? c->in.limit : len;
+        char *why = NULL;
+        if (feed_wait(c->in.feed, want, &why) < 0) {
+            hero_error_set(c->err, 0, "%s", why);
+            free(why);
+            return -1;
+        }
+    }
+    ssize_t n = pread(c->in.fd, m, len, 0);
+    if (n < 0)
+        return hero_error_set(c->err, errno, "cannot read the layer blob");
+    return n;
+}
+
+static void hex_digest(EVP_MD_CTX *md, char out[HERO_LAYER_DIGEST_LEN])
+{
+    unsigned char dig[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    out[0] = 0;
+    if (EVP_DigestFinal_ex(md, dig, &dlen) != 1 || dlen != 32)
+        return;
+    char *p = out + sprintf(out, "sha256:");
+    for (unsigned i = 0; i < dlen; i++)
+        p += sprintf(p, "%02x", dig[i]);
+}
+
+/* After the layer: the rest of the blob (bytes after the compressed stream's end are
+ * part of the blob too), then its size and digest. */
+static int blob_check(ctx_t *c, const char *digest, int64_t size)
+{
+    blob_in_t *in = &c->in;
+    if (!in->md && size < 0)
+        return 0; /* nothing to check */
+    char *why = NULL;
+    ssize_t n;
+    while ((n = blob_read(in, &why)) > 0)
+        ;
+    if (n < 0) {
+        hero_error_set(c->err, 0, "%s", why);
+        free(why);
+        return -1;
+    }
+    if (size >= 0 && !in->feed) {
+        /* a complete file must not be longer than the manifest says */
+        char extra;
+        ssize_t e = pread(in->fd, &extra, 1, (off_t)in->pos);
+        if (e > 0) {
+            struct stat st;
+            c->res->blob_mismatch = true;
+            return hero_error_set(c->err, 0, "layer blob size mismatch: manifest says %" PRId64
+                                  " bytes, blob has %lld", size,
+                                  fstat(in->fd, &st) == 0 ? (long long)st.st_size : -1LL);
+        }
+    }
+    if (size >= 0 && in->pos != (uint64_t)size) {
+        c->res->blob_mismatch = true;
+        return hero_error_set(c->err, 0, "layer blob size mismatch: manifest says %" PRId64
+                              " bytes, blob has %" PRIu64, size, in->pos);
+    }
+    if (!in->md)
+        return 0;
+    char got[HERO_LAYER_DIGEST_LEN];
+    hex_digest(in->md, got);
+    if (!got[0])
+        return hero_error_set(c->err, 0, "sha256 failed");
+    if (strcasecmp(got, digest) != 0) {
+        c->res->blob_mismatch = true;
+        return hero_error_set(c->err, 0, "layer blob digest mismatch: manifest says %s, blob is %s",
+                              digest, got);
+    }
+    return 0;
+}
+
 static const char *detect(const unsigned char *m, ssize_t n, int *filter)
 {
     *filter = ARCHIVE_FILTER_NONE;
@@ -1125,12 +1383,12 @@ static bool valid_diff_id(const char *d)
     return true;
 }
 
-static int run(ctx_t *c, int blob)
+static int run(ctx_t *c)
 {
     unsigned char magic[8];
-    ssize_t n = pread(blob, magic, sizeof magic, 0);
+    ssize_t n = blob_magic(c, magic, sizeof magic);
     if (n < 0)
-        return hero_error_set(c->err, errno, "cannot read the layer blob");
+        return -1;
     if (n == 0)
         return hero_error_set(c->err, 0, "the layer blob is empty");
     int filter;
@@ -1148,10 +1406,10 @@ static int run(ctx_t *c, int blob)
                               archive_error_string(c->outer));
     archive_read_support_format_raw(c->outer);
     struct archive_entry *oe;
-    if (archive_read_open_fd(c->outer, blob, BLOB_READ_BLOCK) != ARCHIVE_OK ||
+    if (archive_read_open(c->outer, c, NULL, outer_read, NULL) != ARCHIVE_OK ||
         archive_read_next_header(c->outer, &oe) != ARCHIVE_OK)
         return hero_error_set(c->err, 0, "reading the layer (%s): %s", c->res->compression,
-                              archive_error_string(c->outer));
+                              c->in.why ? c->in.why : archive_error_string(c->outer));
 
     if (feed_start(c) < 0)
         return -1;
@@ -1190,8 +1448,14 @@ static int run(ctx_t *c, int blob)
     return 0;
 }
 
-int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *expected_diff_id,
-                     hero_layer_result_t *res, hero_error_t *err)
+static bool valid_digest(const char *d)
+{
+    return valid_diff_id(d); /* the same form: sha256:<64 hex> */
+}
+
+int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
+                         const char *expected_diff_id, hero_layer_result_t *res,
+                         hero_error_t *err)
 {
     hero_layer_result_t local;
     if (!res)
@@ -1201,17 +1465,31 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
     if (expected_diff_id && !valid_diff_id(expected_diff_id))
         return hero_error_set(err, 0, "unsupported diff_id '%s' (want sha256:<64 hex digits>)",
                               expected_diff_id);
+    if (src->digest && !valid_digest(src->digest))
+        return hero_error_set(err, 0, "unsupported blob digest '%s' (want sha256:<64 hex "
+                                      "digits>)", src->digest);
+    if (src->feed && src->size < 0)
+        return hero_error_set(err, EINVAL, "a blob read while it downloads needs its size");
     pthread_once(&sha_once, sha_fetch);
     if (!sha_md)
         return hero_error_set(err, 0, "OpenSSL has no sha256");
 
     ctx_t c = {.root = -1, .pc_fd = -1, .res = res, .err = err};
-    int blob = open(blob_path, O_RDONLY | O_CLOEXEC);
-    if (blob < 0)
-        return hero_error_set(err, errno, "cannot open layer blob '%s'", blob_path);
-    struct stat st;
-    if (fstat(blob, &st) == 0)
-        res->blob_size = (uint64_t)st.st_size;
+    c.in.fd = src->fd;
+    c.in.feed = src->feed;
+    c.in.limit = src->size >= 0 ? (uint64_t)src->size : UINT64_MAX;
+    c.in.buf = hero_xmalloc(BLOB_READ_BLOCK);
+    if (!src->feed) {
+        struct stat st;
+        if (fstat(src->fd, &st) == 0)
+            res->blob_size = (uint64_t)st.st_size;
+        if (src->digest && src->size >= 0 && res->blob_size != (uint64_t)src->size) {
+            free(c.in.buf);
+            res->blob_mismatch = true;
+            return hero_error_set(err, 0, "layer blob size mismatch: manifest says %" PRId64
+                                  " bytes, blob has %" PRIu64, src->size, res->blob_size);
+        }
+    }
     c.root = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc;
     if (c.root < 0) {
@@ -1220,26 +1498,28 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
         rc = hero_error_set(err, errno, "cannot set up layer directory '%s'", dest_dir);
     } else {
         c.md = EVP_MD_CTX_new();
-        if (!c.md || EVP_DigestInit_ex(c.md, sha_md, NULL) != 1)
+        if (src->digest)
+            c.in.md = EVP_MD_CTX_new();
+        if (!c.md || EVP_DigestInit_ex(c.md, sha_md, NULL) != 1 ||
+            (src->digest && (!c.in.md || EVP_DigestInit_ex(c.in.md, sha_md, NULL) != 1)))
             rc = hero_error_set(err, 0, "sha256 init failed");
         else
-            rc = run(&c, blob);
+            rc = run(&c);
         feed_stop(&c);
     }
 
+    /* the blob first: when its bytes are not the manifest's, that is the error */
+    if (rc == 0)
+        rc = blob_check(&c, src->digest, src->size);
+    if (src->feed)
+        res->blob_size = c.in.pos;
     if (rc == 0) {
-        unsigned char dig[EVP_MAX_MD_SIZE];
-        unsigned int dlen = 0;
-        if (EVP_DigestFinal_ex(c.md, dig, &dlen) != 1 || dlen != 32) {
+        hex_digest(c.md, res->diff_id);
+        if (!res->diff_id[0])
             rc = hero_error_set(err, 0, "sha256 failed");
-        } else {
-            char *p = res->diff_id + sprintf(res->diff_id, "sha256:");
-            for (unsigned i = 0; i < dlen; i++)
-                p += sprintf(p, "%02x", dig[i]);
-            if (expected_diff_id && strcasecmp(expected_diff_id, res->diff_id) != 0)
-                rc = hero_error_set(err, 0, "layer diff_id mismatch: config says %s, layer is %s",
-                                    expected_diff_id, res->diff_id);
-        }
+        else if (expected_diff_id && strcasecmp(expected_diff_id, res->diff_id) != 0)
+            rc = hero_error_set(err, 0, "layer diff_id mismatch: config says %s, layer is %s",
+                                expected_diff_id, res->diff_id);
     }
 
     cache_drop(&c);
@@ -1253,8 +1533,156 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
     if (c.outer)
         archive_read_free(c.outer);
     EVP_MD_CTX_free(c.md);
+    EVP_MD_CTX_free(c.in.md);
+    free(c.in.buf);
+    free(c.in.why);
     if (c.root >= 0)
         close(c.root);
+    return rc;
+}
+
+int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *expected_diff_id,
+                     hero_layer_result_t *res, hero_error_t *err)
+{
+    int blob = open(blob_path, O_RDONLY | O_CLOEXEC);
+    if (blob < 0) {
+        if (res) {
+            memset(res, 0, sizeof *res);
+            res->compression = "none";
+        }
+        return hero_error_set(err, errno, "cannot open layer blob '%s'", blob_path);
+    }
+    hero_layer_src_t src = {.fd = blob, .size = -1};
+    int rc = hero_layer_apply_src(&src, dest_dir, expected_diff_id, res, err);
     close(blob);
     return rc;
+}
+
+int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,
+                           hero_error_t *err)
+{
+    pthread_once(&sha_once, sha_fetch);
+    if (!sha_md)
+        return hero_error_set(err, 0, "OpenSSL has no sha256");
+    if (!valid_digest(digest))
+        return hero_error_set(err, 0, "unsupported blob digest '%s'", digest);
+    int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : hero_error_set(err, errno, "cannot open '%s'", blob_path);
+    blob_in_t in = {.fd = fd, .limit = UINT64_MAX, .md = EVP_MD_CTX_new(),
+                    .buf = hero_xmalloc(BLOB_READ_BLOCK)};
+    int rc = 0;
+    char *why = NULL;
+    ssize_t n;
+    if (!in.md || EVP_DigestInit_ex(in.md, sha_md, NULL) != 1) {
+        rc = hero_error_set(err, 0, "sha256 init failed");
+    } else {
+        while ((n = blob_read(&in, &why)) > 0)
+            ;
+        if (n < 0) {
+            rc = hero_error_set(err, 0, "%s: %s", blob_path, why);
+        } else {
+            char got[HERO_LAYER_DIGEST_LEN];
+            hex_digest(in.md, got);
+            if (!got[0])
+                rc = hero_error_set(err, 0, "sha256 failed");
+            else if ((size >= 0 && in.pos != (uint64_t)size) || strcasecmp(got, digest) != 0)
+                rc = 1;
+        }
+    }
+    free(why);
+    free(in.buf);
+    EVP_MD_CTX_free(in.md);
+    close(fd);
+    return rc;
+}
+
+/* ---- making a layer dir durable ---- */
+
+/* A layer with at most SYNC_WALK_INODES files and directories is synced inode by inode
+ * (links, nodes and whiteouts do not count: their directory's fsync covers them); a
+ * bigger one with syncfs. An fsync costs a journal commit on ext4, so past some dozens
+ * syncfs is cheaper, however much else it writes. Layers of more than SYNC_WALK_ENTRIES
+ * tar entries are not walked at all, nor trees deeper than SYNC_WALK_DEPTH. */
+#define SYNC_WALK_ENTRIES 4096
+#define SYNC_WALK_INODES 64
+#define SYNC_WALK_DEPTH 64
+
+/* fsync of every regular file and directory under dfd (not dfd itself), children
+ * before their directory. Returns 0, 1 when the tree is too big for it, -1 with errno. */
+static int fsync_tree(int dfd, int depth, unsigned *inodes)
+{
+    if (depth > SYNC_WALK_DEPTH)
+        return 1;
+    int d2 = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+    if (d2 < 0)
+        return -1;
+    DIR *dir = fdopendir(d2);
+    if (!dir) {
+        close(d2);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(dir))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        unsigned char type = de->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                rc = -1;
+                break;
+            }
+            type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
+        }
+        /* links, device nodes (whiteouts too) and fifos are made durable with their
+         * directory's entries */
+        if (type != DT_DIR && type != DT_REG)
+            continue;
+        if (++*inodes > SYNC_WALK_INODES) {
+            rc = 1;
+            break;
+        }
+        int fd = openat(dfd, de->d_name,
+                        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+                            (type == DT_DIR ? O_DIRECTORY : 0));
+        if (fd < 0) {
+            rc = -1;
+            break;
+        }
+        if (type == DT_DIR)
+            rc = fsync_tree(fd, depth + 1, inodes);
+        if (rc == 0 && fsync(fd) < 0)
+            rc = -1;
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    if (rc == 0 && errno != 0)
+        rc = -1;
+    int e = errno;
+    closedir(dir);
+    errno = e;
+    return rc;
+}
+
+int hero_layer_sync(const char *dir, uint64_t entries, hero_error_t *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return hero_error_set(err, errno, "cannot sync %s", dir);
+    int rc = 1;
+    if (entries <= SYNC_WALK_ENTRIES) {
+        unsigned inodes = 0;
+        rc = fsync_tree(fd, 0, &inodes);
+        if (rc == 0 && fsync(fd) < 0)
+            rc = -1;
+    }
+    if (rc == 1) /* too big to go file by file */
+        rc = syncfs(fd) < 0 ? -1 : 0;
+    if (rc < 0)
+        hero_error_set(err, errno, "cannot sync %s", dir);
+    close(fd);
+    return rc < 0 ? -1 : 0;
 }

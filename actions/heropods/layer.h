@@ -56,10 +56,13 @@
  * xattrs_failed. Hardlink metadata is that of the target, as with tar.
  * dest_dir itself is set to root:root 0755 first; a "./" entry in the tar overrides it.
  *
- * No fsync: the caller syncs the finished tree once (syncfs on the layer dir). */
+ * No fsync: the caller syncs the finished tree once (hero_layer_sync). Big files are
+ * handed to the disk as they are written (sync_file_range, without waiting), so that
+ * the sync at the end finds little left to write. */
 #ifndef HERO_LAYER_H
 #define HERO_LAYER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "runtime/error.h"
@@ -79,6 +82,8 @@ typedef struct hero_layer_result {
     uint64_t skipped;          /* sockets and aufs `.wh..wh.*` bookkeeping entries */
     uint64_t xattrs_ignored;   /* trusted/user.overlay.*, and xattrs on links and nodes */
     uint64_t xattrs_failed;    /* xattrs the kernel refused (EPERM, EINVAL, EOPNOTSUPP) */
+    bool blob_mismatch;        /* the call failed because the blob's bytes are not those
+                                  of src->digest and src->size (hero_layer_apply_src) */
 } hero_layer_result_t;
 
 /* Applies the layer blob at blob_path (a tar, tar+gzip or tar+zstd, told apart by its
@@ -101,6 +106,55 @@ typedef struct hero_layer_result {
  * dirs): the directory the caller keeps layer dirs in should be 0700. */
 int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *expected_diff_id,
                      hero_layer_result_t *res, hero_error_t *err);
+
+/* ---- reading a blob as it downloads, and checking its digest ----
+ *
+ * A feed says how much of a blob file a writer (a download, on the loop thread) has
+ * written: hero_layer_apply_src then reads the file while it grows, waiting for bytes,
+ * so that the layer is extracted while it downloads. The writer reports bytes that are
+ * in the file and will not change; the reader never reads past them, nor past the
+ * blob's size. Thread-safe: the writer and the reader are on different threads. */
+typedef struct hero_layer_feed hero_layer_feed_t;
+
+hero_layer_feed_t *hero_layer_feed_new(void);
+/* avail: bytes from byte 0 that are in the file, final (smaller values are ignored). */
+void hero_layer_feed_grow(hero_layer_feed_t *f, uint64_t avail);
+/* The writer gave up, or starts the file over: a reader waiting or still to wait fails
+ * with `why`. Bytes already read are not taken back; the caller throws the result away. */
+void hero_layer_feed_fail(hero_layer_feed_t *f, const char *why);
+/* Once no reader uses it any more. NULL is ignored. */
+void hero_layer_feed_free(hero_layer_feed_t *f);
+
+typedef struct hero_layer_src {
+    int fd;                    /* the blob, read with pread from byte 0 (not closed) */
+    const char *digest;        /* "sha256:<hex>": the blob's bytes must have this digest
+                                  (every byte is hashed as it is read, the rest after the
+                                  layer's end too), or the call fails with
+                                  res->blob_mismatch set. NULL: not checked */
+    int64_t size;              /* the blob's size, checked; -1: unknown (not with a feed) */
+    hero_layer_feed_t *feed;   /* NULL: the file is complete */
+} hero_layer_src_t;
+
+/* hero_layer_apply with the blob given as above. With a digest, success means both the
+ * blob (digest and size) and the uncompressed stream (expected_diff_id) are verified,
+ * whatever wrote the file: a layer dir made from it can be trusted. */
+int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
+                         const char *expected_diff_id, hero_layer_result_t *res,
+                         hero_error_t *err);
+
+/* Whether the file at blob_path has this digest (and size, when >= 0): 0 yes, 1 no (or
+ * no such file), -1 with err set when it cannot be read. Blocking. */
+int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,
+                           hero_error_t *err);
+
+/* Makes the layer dir `dir` (made by hero_layer_apply*, with res->entries tar entries)
+ * durable before it is renamed into place: a layer of a few dozen files and directories
+ * is synced inode by inode (fsync of each file, then of each directory after what it
+ * holds, the directory's fsync covering its links, nodes and whiteouts), so that the
+ * sync waits for this layer's bytes only; a bigger one with syncfs on its file system,
+ * which waits for every dirty page there (a store's unsynced blobs, other programs'
+ * files). Blocking: for a threadpool thread. */
+int hero_layer_sync(const char *dir, uint64_t entries, hero_error_t *err);
 
 /* Finds `path` (absolute or not: "/etc/passwd" and "etc/passwd" are the same) in the
  * stack of layer dirs made by hero_layer_apply (layer_dirs: top first, NULL-terminated)

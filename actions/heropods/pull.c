@@ -3,16 +3,20 @@
  *   resolve (manifest, config; HEAD first when the image is stored already)
  *   -> per layer, in parallel: its layer dir exists already (shared with another
  *      image: nothing to do), else its blob is fetched (at most 6 at once, by the
- *      registry client) and applied on a threadpool thread into a private temp dir,
- *      synced, and renamed to images/layers/<diff_id hex>
+ *      registry client) and applied on a threadpool thread into a private temp dir
+ *      (while it downloads, for up to STREAMS_MAX layers at once), synced, and
+ *      renamed to images/layers/<diff_id hex> once the blob is verified
  *   -> the image record: its root is the stack of its layer dirs, top first.
  *
  * Store layout (under <base>/images): blobs/sha256/<hex> (manifests, configs and
  * layer blobs as the registry sent them, verified), layers/<hex of diff_id>/ (each
  * layer extracted in overlayfs form, see layer.h). A blob or layer dir that exists
- * under its final name is complete: both are made under a temporary name and
- * renamed, so a killed hero leaves only temporary names, which the next pull
- * removes. Nothing is recorded for an image until all its layers are in place. */
+ * under its final name was complete when it was renamed there: both are made under
+ * a temporary name and renamed, so a killed hero leaves only temporary names, which
+ * the next pull removes. Layer dirs, manifests and configs are synced before their
+ * rename; layer blobs are not (registry_blob.c says why), so one that a crash cut
+ * short is found out when it is next applied, and fetched again. Nothing is recorded
+ * for an image until all its layers are in place. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -78,6 +82,21 @@ typedef struct layer_job {
     int rc;                     /* of the threadpool part */
     hero_error_t err;
     uint64_t unpacked;          /* uncompressed bytes */
+    /* where the job is (see job_step) */
+    bool working;               /* a threadpool part is queued or running */
+    bool fetching;              /* its blob download runs: its callback is still to come */
+    bool staged;                /* extracted from the download into tmp, synced: to be
+                                   renamed into place once the download is verified */
+    bool applied;               /* the layer dir is in place */
+    bool fetched;               /* the blob was downloaded (and verified) by this pull */
+    bool stream_tried;          /* extraction from the download was started once */
+    bool blob_bad;              /* the stored blob is damaged (threadpool part found it) */
+    bool refetched;             /* ... and was fetched again */
+    hero_error_t fetch_err;     /* the download's error */
+    /* extracting while the blob downloads (see stream_start) */
+    hero_layer_feed_t *feed;
+    int stream_fd;              /* PATH.partial, read-only */
+    uint64_t fed;               /* bytes of it reported to the feed */
 } layer_job_t;
 
 /* Another caller waiting for the same image (same store and name). */
@@ -103,6 +122,8 @@ struct pull {
     hero_error_t err;           /* the first failure */
     hero_progress_t *prog;
     char *blobs, *layers;       /* <base>/images/blobs/sha256, <base>/images/layers */
+    uv_work_t meta_work;        /* the manifest and the config into the store */
+    hero_error_t meta_err;
     pull_t *next;               /* in `pulls` */
 };
 
@@ -126,6 +147,7 @@ static void pull_free(pull_t *p)
         free(j->final);
         free(j->tmp);
         hero_error_clear(&j->err);
+        hero_error_clear(&j->fetch_err);
     }
     free(p->jobs);
     hero_registry_image_free(p->img);
@@ -136,6 +158,7 @@ static void pull_free(pull_t *p)
     free(p->blobs);
     free(p->layers);
     hero_error_clear(&p->err);
+    hero_error_clear(&p->meta_err);
     free(p);
 }
 
@@ -252,7 +275,32 @@ static void job_finished(layer_job_t *j, hero_error_t *err)
     pending_done(p);
 }
 
-/* threadpool: apply the blob into a temp dir, sync it, rename it into place */
+/* ---- applying a layer: on the threadpool, from the stored blob or from its download ----
+ *
+ * A layer whose blob is downloading is extracted while it downloads (stream_start): its
+ * threadpool part reads PATH.partial as the download writes it, waiting for the bytes
+ * the registry client reports written, and extracts, checks the diff_id and syncs the
+ * layer into its temp dir ("staged"). The blob's digest is the registry client's to
+ * check, as for any download; the temp dir is renamed into place (commit_work) only
+ * once the download has succeeded, so a blob that does not match its digest caches
+ * nothing. Anything odd (the download starts over or fails, the stream fails for
+ * whatever reason) throws the stream's work away; once the download is in, the layer
+ * is applied from the stored blob as without streaming, so errors read as before.
+ *
+ * A streaming extraction holds a threadpool thread while it waits for the network, so
+ * at most STREAMS_MAX run at once (libuv has 4 threads unless UV_THREADPOOL_SIZE says
+ * otherwise); a layer that finds no free slot is applied after its download. The wait
+ * never depends on threadpool work (the bytes and the download's failure come from the
+ * loop thread, and the stream never waits for the download's verdict), so a busy pool
+ * only delays things. */
+#define STREAMS_MAX 2
+static unsigned streams; /* streaming extractions running in this process */
+
+static void job_step(layer_job_t *j);
+static void blob_fetch(hero_registry_t *r, layer_job_t *j);
+
+/* threadpool: apply the blob into a temp dir and sync it; then, unless streaming,
+ * rename it into place */
 static void apply_work(uv_work_t *w)
 {
     layer_job_t *j = w->data;
@@ -265,17 +313,42 @@ static void apply_work(uv_work_t *w)
     }
     j->tmp = tmpl;
     hero_layer_result_t res;
-    if (hero_layer_apply(j->blob, j->tmp, j->diff_id, &res, &j->err) < 0)
-        return;
-    j->unpacked = res.size;
-    int fd = open(j->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || syncfs(fd) < 0) {
-        hero_error_set(&j->err, errno, "cannot sync %s", j->tmp);
-        if (fd >= 0)
-            close(fd);
+    /* A blob found in the store (not downloaded by this pull, which the registry client
+     * verified) is checked again as it is read: a damaged one (say, a disk error, or a
+     * writer that did not sync) is removed and fetched again (blob_bad). */
+    bool check = !j->feed && !j->fetched;
+    hero_layer_src_t src = {.fd = j->feed ? j->stream_fd : -1,
+                            .digest = check ? j->digest : NULL,
+                            .size = j->size > 0 ? j->size : -1,
+                            .feed = j->feed};
+    if (!j->feed) {
+        src.fd = open(j->blob, O_RDONLY | O_CLOEXEC);
+        if (src.fd < 0) {
+            hero_error_set(&j->err, errno, "cannot open layer blob '%s'", j->blob);
+            if (errno == ENOENT && !j->fetched)
+                j->blob_bad = true;
+            return;
+        }
+    }
+    int rc = hero_layer_apply_src(&src, j->tmp, j->diff_id, &res, &j->err);
+    if (!j->feed)
+        close(src.fd);
+    if (rc < 0) {
+        if (check &&
+            (res.blob_mismatch || hero_layer_blob_verify(j->blob, j->digest, src.size, NULL) == 1)) {
+            /* not the blob the manifest names: away with it, it is fetched again */
+            unlink(j->blob);
+            j->blob_bad = true;
+        }
         return;
     }
-    close(fd);
+    j->unpacked = res.size;
+    if (hero_layer_sync(j->tmp, res.entries, &j->err) < 0)
+        return;
+    if (j->feed) {
+        j->rc = 0; /* staged: commit_work renames it once the download is verified */
+        return;
+    }
     if (rename(j->tmp, j->final) < 0) {
         if (errno != EEXIST && errno != ENOTEMPTY) {
             hero_error_set(&j->err, errno, "cannot rename %s to %s", j->tmp, j->final);
@@ -289,27 +362,131 @@ static void apply_work(uv_work_t *w)
     j->rc = 0;
 }
 
+/* threadpool: rename a staged layer into place (its blob is verified) */
+static void commit_work(uv_work_t *w)
+{
+    layer_job_t *j = w->data;
+    j->rc = 0;
+    if (rename(j->tmp, j->final) == 0) {
+        free(j->tmp);
+        j->tmp = NULL;
+    } else if (errno != EEXIST && errno != ENOTEMPTY) {
+        /* (else another hero made the same layer meanwhile: keep theirs) */
+        hero_error_set(&j->err, errno, "cannot rename %s to %s", j->tmp, j->final);
+        j->rc = -1;
+    }
+}
+
+/* Removes the temp dir of a failed (or superseded) layer. */
+static void drop_tmp(layer_job_t *j)
+{
+    if (!j->tmp)
+        return;
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_fs_rmtree(j->tmp, &e);
+    hero_error_clear(&e);
+    free(j->tmp);
+    j->tmp = NULL;
+}
+
 static void apply_done(uv_work_t *w, int status)
 {
     layer_job_t *j = w->data;
-    if (j->tmp) {
-        /* a failure, or a layer someone else finished first */
-        hero_error_t e = HERO_ERROR_INIT;
-        hero_fs_rmtree(j->tmp, &e);
-        hero_error_clear(&e);
-        if (!j->err.msg && access(j->final, F_OK) == 0)
-            j->rc = 0;
+    j->working = false;
+    bool streamed = j->feed != NULL;
+    if (streamed) {
+        streams--;
+        close(j->stream_fd);
+        j->stream_fd = -1;
+        hero_layer_feed_free(j->feed);
+        j->feed = NULL;
     }
-    if (status < 0 && !j->err.msg)
+    if (status < 0 && !j->err.msg) {
         hero_error_set(&j->err, ECANCELED, "layer extraction was cancelled");
-    job_finished(j, j->rc == 0 ? NULL : &j->err);
+        j->rc = -1;
+    }
+    if (streamed && j->rc == 0) {
+        j->staged = true; /* j->tmp holds it */
+    } else {
+        if (j->tmp) {
+            /* a failure, or a layer someone else finished first */
+            drop_tmp(j);
+            if (!j->err.msg && access(j->final, F_OK) == 0)
+                j->rc = 0;
+        }
+        if (j->rc == 0)
+            j->applied = true;
+        else if (streamed)
+            /* not final: the layer is applied again from the blob once it is in */
+            hero_error_clear(&j->err);
+    }
+    job_step(j);
 }
 
 static void apply_start(layer_job_t *j)
 {
     j->work.data = j;
-    hero_progress_update(j->p->prog, j->item, j->size > 0 ? (uint64_t)j->size : 0);
+    j->working = true;
+    if (!j->feed) /* the blob is all there */
+        hero_progress_update(j->p->prog, j->item, j->size > 0 ? (uint64_t)j->size : 0);
     uv_queue_work(j->p->loop, &j->work, apply_work, apply_done);
+}
+
+/* Starts extracting the layer from PATH.partial while the download writes it; `done`
+ * bytes are in it already (so it is this download's file, truncated and rewritten). */
+static void stream_start(layer_job_t *j, uint64_t done)
+{
+    j->stream_tried = true;
+    char *partial = hero_xasprintf("%s.partial", j->blob);
+    j->stream_fd = open(partial, O_RDONLY | O_CLOEXEC);
+    free(partial);
+    if (j->stream_fd < 0)
+        return; /* applied after the download, then */
+    j->feed = hero_layer_feed_new();
+    hero_layer_feed_grow(j->feed, done);
+    j->fed = done;
+    streams++;
+    apply_start(j);
+}
+
+/* Where a job goes next; called after each event (the download's end, the end of a
+ * threadpool part). */
+static void job_step(layer_job_t *j)
+{
+    if (j->working || j->fetching)
+        return; /* wait: the pull must not end while the download refers to the job */
+    if (j->fetch_err.msg) {
+        drop_tmp(j); /* a staged layer whose blob failed: nothing is kept */
+        j->staged = false;
+        job_finished(j, &j->fetch_err);
+        return;
+    }
+    if (j->staged) {
+        /* the download is verified: the staged layer goes into place */
+        j->staged = false;
+        j->working = true;
+        j->work.data = j;
+        uv_queue_work(j->p->loop, &j->work, commit_work, apply_done);
+        return;
+    }
+    if (j->applied) {
+        job_finished(j, NULL);
+        return;
+    }
+    if (j->err.msg) {
+        hero_registry_t *r;
+        if (j->blob_bad && !j->refetched && !j->fetched && client_get(j->p->loop, &r, NULL) == 0) {
+            /* the stored blob is damaged: fetch it again */
+            hero_error_clear(&j->err);
+            j->blob_bad = false;
+            j->refetched = true;
+            blob_fetch(r, j);
+            return;
+        }
+        job_finished(j, &j->err);
+        return;
+    }
+    apply_start(j); /* from the stored blob */
 }
 
 static void blob_progress(const char *digest, uint64_t done, uint64_t total, void *data)
@@ -318,15 +495,29 @@ static void blob_progress(const char *digest, uint64_t done, uint64_t total, voi
     (void)total;
     layer_job_t *j = data;
     hero_progress_update(j->p->prog, j->item, done);
+    if (j->feed) {
+        if (done < j->fed) /* the server ignored a Range: the file is rewritten */
+            hero_layer_feed_fail(j->feed, "the download started over");
+        else
+            hero_layer_feed_grow(j->feed, done);
+        j->fed = done;
+    } else if (!j->stream_tried && !j->working && j->fetching && j->size > 0 && done > 0 &&
+               streams < STREAMS_MAX) {
+        stream_start(j, done);
+    }
 }
 
 static void blob_fetched_job(layer_job_t *j, hero_error_t *err)
 {
+    j->fetching = false;
     if (err) {
-        job_finished(j, err);
-        return;
+        hero_error_set(&j->fetch_err, err->code, "%s", err->msg);
+        if (j->feed)
+            hero_layer_feed_fail(j->feed, err->msg);
+    } else {
+        j->fetched = true;
     }
-    apply_start(j);
+    job_step(j);
 }
 
 /* Blob downloads in flight in this process, by path: two pulls that need one blob
@@ -364,6 +555,7 @@ static void blob_progress_all(const char *digest, uint64_t done, uint64_t total,
 
 static void blob_fetch(hero_registry_t *r, layer_job_t *j)
 {
+    j->fetching = true;
     for (blob_fetch_t *f = fetches; f; f = f->next)
         if (!strcmp(f->path, j->blob)) {
             f->jobs = hero_xrealloc(f->jobs, (f->njobs + 1) * sizeof(*f->jobs));
@@ -380,6 +572,25 @@ static void blob_fetch(hero_registry_t *r, layer_job_t *j)
     hero_registry_blob_opts_t bo = {.digest = j->digest, .size = j->size, .path = j->blob,
                                     .progress = blob_progress_all};
     hero_registry_fetch_blob(r, &j->p->ref, &bo, blob_fetched, f);
+}
+
+/* threadpool: the manifest and the config into the store */
+static void meta_work(uv_work_t *w)
+{
+    pull_t *p = w->data;
+    if (blob_put(p, p->img->manifest_digest, p->img->manifest, p->img->manifest_len,
+                 &p->meta_err) == 0)
+        blob_put(p, p->img->config_digest, p->img->config, p->img->config_len, &p->meta_err);
+}
+
+static void meta_done(uv_work_t *w, int status)
+{
+    pull_t *p = w->data;
+    if (status < 0 && !p->meta_err.msg)
+        hero_error_set(&p->meta_err, ECANCELED, "writing the manifest was cancelled");
+    if (p->meta_err.msg && !p->err.msg)
+        hero_error_set(&p->err, p->meta_err.code, "%s", p->meta_err.msg);
+    pending_done(p);
 }
 
 static void layers_start(pull_t *p)
@@ -410,14 +621,9 @@ static void layers_start(pull_t *p)
         j->blob = hero_xasprintf("%s/%s", p->blobs, hex_of(j->digest));
         j->final = hero_xasprintf("%s/%s", p->layers, hex_of(j->diff_id));
         j->item = -1;
+        j->stream_fd = -1;
     }
     json_decref(cfg);
-    if (blob_put(p, p->img->manifest_digest, p->img->manifest, p->img->manifest_len, &e) < 0 ||
-        blob_put(p, p->img->config_digest, p->img->config, p->img->config_len, &e) < 0) {
-        pull_end(p, &e);
-        hero_error_clear(&e);
-        return;
-    }
     hero_registry_t *r;
     if (client_get(p->loop, &r, &e) < 0) {
         pull_end(p, &e);
@@ -427,9 +633,10 @@ static void layers_start(pull_t *p)
     /* progress only once there is something to fetch (not for an unchanged image) */
     if (!p->quiet)
         p->prog = hero_progress_new(stderr, isatty(STDERR_FILENO), p->ref.canonical);
-    /* one count per layer and a hold of our own: a job may finish (even fail)
-     * before the next one starts, and the pull must not end under this loop */
-    p->pending = n + 1;
+    /* one count per layer, one for the manifest and config (meta_work), and a hold of
+     * our own: a job may finish (even fail) before the next one starts, and the pull
+     * must not end under this loop */
+    p->pending = n + 2;
     for (size_t i = 0; i < n; i++) {
         layer_job_t *j = &p->jobs[i];
         char label[16];
@@ -448,11 +655,15 @@ static void layers_start(pull_t *p)
             continue;
         }
         if (access(j->blob, F_OK) == 0) {
-            apply_start(j);
+            apply_start(j); /* checks the blob as it reads it (see apply_work) */
             continue;
         }
         blob_fetch(r, j);
     }
+    /* the manifest and the config go into the store (each synced) on the threadpool,
+     * while the layers download */
+    p->meta_work.data = p;
+    uv_queue_work(p->loop, &p->meta_work, meta_work, meta_done);
     pending_done(p);
 }
 

@@ -180,11 +180,14 @@ void hero_registry_resolve(hero_registry_t *r, const hero_ref_t *ref,
 
 /* ---- fetching a blob ---- */
 
-/* Bytes of the blob on disk so far (resumes included) and its size (0: unknown);
- * data is the fetch's data. */
+/* Bytes of the blob on disk so far (resumes included; every one of them is already
+ * written to PATH.partial, so a reader may follow the file up to `done`) and its
+ * size (0: unknown); data is the fetch's data. */
 typedef void (*hero_registry_progress_cb)(const char *digest, uint64_t done, uint64_t total,
                                           void *data);
-/* Called once: err NULL on success (PATH exists, verified and synced). */
+/* Called once: err NULL on success (PATH exists and was verified; it is not
+ * fsynced: a blob is a cache named by its digest, and whoever reads it later
+ * hashes it again). */
 typedef void (*hero_registry_blob_cb)(hero_error_t *err, void *data);
 
 typedef struct hero_registry_blob_opts {

@@ -1,7 +1,9 @@
 /* Blob downloads (see registry.h): a queue with at most max_downloads running, each
- * writing PATH.partial while hashing, resuming with Range after a dropped connection,
- * and, once the digest and size match, fsync (on libuv's thread pool) and rename to
- * PATH. A mismatch removes the partial: nothing unverified is ever left at PATH.
+ * writing PATH.partial while hashing (the progress callback runs once the bytes are in
+ * the file, so a reader may follow it), resuming with Range after a dropped connection,
+ * and, once the digest and size match, renamed to PATH (on libuv's thread pool; not
+ * synced, see below). A mismatch removes the partial: nothing that failed to verify
+ * is ever renamed to PATH.
  *
  * Ownership: an operation holds a reference on the client from the call until its
  * callback has returned; while it runs, the request in flight points back at it. */
@@ -92,7 +94,16 @@ static void blob_failf(reg_blob_t *b, int code, const char *fmt, ...)
     hero_error_clear(&e);
 }
 
-/* ---- completion: fsync, then rename ---- */
+/* ---- completion: rename ----
+ *
+ * A verified blob is renamed into place without an fsync. It is a copy of what the
+ * registry serves, named by its digest, and it is never trusted for being there: a
+ * crash may leave it short or empty under its final name (its data was not synced
+ * when the rename was), so whoever reads one checks it (the pull hashes a stored layer
+ * blob as it applies it, and fetches it again when it does not match, see pull.c).
+ * What must survive a crash is synced where it is made: the layer dirs extracted from
+ * blobs, the manifests and configs (hero_fs_write_atomic), the image records. Syncing
+ * the blob as well would double the bytes a pull waits to get onto the disk. */
 
 static void on_rename(uv_fs_t *req)
 {
@@ -104,23 +115,6 @@ static void on_rename(uv_fs_t *req)
         return;
     }
     blob_finish(b, NULL);
-}
-
-static void on_fsync(uv_fs_t *req)
-{
-    reg_blob_t *b = req->data;
-    int rc = (int)req->result;
-    uv_fs_req_cleanup(req);
-    if (rc < 0) {
-        blob_failf(b, -rc, "cannot sync %s: %s", b->partial, uv_strerror(rc));
-        return;
-    }
-    close(b->fd);
-    b->fd = -1;
-    b->fs.data = b;
-    int r = uv_fs_rename(b->r->loop, &b->fs, b->partial, b->path, on_rename);
-    if (r < 0)
-        blob_failf(b, -r, "cannot rename %s to %s: %s", b->partial, b->path, uv_strerror(r));
 }
 
 /* ---- the transfer ---- */
@@ -154,6 +148,21 @@ static int blob_on_data(reg_req_t *q, uint64_t offset, const char *buf, size_t l
         return -1;
     }
     EVP_DigestUpdate(b->md, buf, len);
+    /* written here, not by the http layer, so that the progress callback reports bytes
+     * that are in the file: a layer may be read from PATH.partial while it grows */
+    for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(b->fd, buf + done, len - done, (off_t)(b->have + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            free(b->abort_msg);
+            b->abort_code = w < 0 ? errno : EIO;
+            b->abort_msg = hero_xasprintf("cannot write %s: %s", b->partial,
+                                          strerror(b->abort_code));
+            return -1;
+        }
+        done += (size_t)w;
+    }
     b->have += len;
     b->r->stats.blob_bytes += len;
     if (b->progress)
@@ -192,10 +201,12 @@ static void blob_on_done(reg_req_t *q, const hero_http_resp_t *resp, hero_error_
         return;
     }
     b->url = hero_xstrdup(q->url);
+    close(b->fd);
+    b->fd = -1;
     b->fs.data = b;
-    int r = uv_fs_fsync(b->r->loop, &b->fs, b->fd, on_fsync);
+    int r = uv_fs_rename(b->r->loop, &b->fs, b->partial, b->path, on_rename);
     if (r < 0)
-        blob_failf(b, -r, "cannot sync %s: %s", b->partial, uv_strerror(r));
+        blob_failf(b, -r, "cannot rename %s to %s: %s", b->partial, b->path, uv_strerror(r));
 }
 
 static void blob_start(reg_blob_t *b)
@@ -205,11 +216,6 @@ static void blob_start(reg_blob_t *b)
     /* A partial left by an earlier run is started over: its bytes are unverified and
      * hashing them back would block the loop. */
     b->fd = open(b->partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (b->fd == 0) { /* stdin was closed: the http layer needs fd > 0 */
-        int fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
-        close(0);
-        b->fd = fd;
-    }
     if (b->fd < 0) {
         hero_error_t e = HERO_ERROR_INIT;
         hero_error_set(&e, errno, "cannot create %s", b->partial);
@@ -225,7 +231,7 @@ static void blob_start(reg_blob_t *b)
     EVP_DigestInit_ex(b->md, reg_sha256(), NULL);
     char *url = hero_xasprintf("%s/v2/%s/blobs/%s", b->ep.base, b->ep.repository, b->digest);
     reg_req_t *q = reg_req_new(r, REG_BLOB_GET, &b->ep, url, blob_on_done, b);
-    q->fd = b->fd;
+    q->fd = -1; /* blob_on_data writes the body */
     q->on_data = blob_on_data;
     q->prepare = blob_prepare;
     q->progress = &b->have;

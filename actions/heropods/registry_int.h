@@ -59,7 +59,8 @@ struct reg_req {
     char *basic;                /* token fetches: "Basic ..." for the realm */
     bool used_cached_token;
     bool auth_retried;
-    int fd;                     /* > 0: body to this file (see hero_http_opts_t) */
+    int fd;                     /* > 0: body to this file; < 0: on_data keeps it; 0: memory
+                                   (see hero_http_opts_t) */
     size_t max_body;
     uint64_t range_from;
     /* blobs: bytes stored so far; progress since the last attempt restores attempts */

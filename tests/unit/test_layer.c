@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -330,6 +331,209 @@ static void zstd_file(const char *in, const char *out)
     writeall(out, o, n);
     free(o);
     free(b);
+}
+
+
+/* ---- reading a blob while it downloads, checking its digest, syncing ---- */
+
+/* A "download": copies `src` into the file `fd` in chunks, telling the feed each time;
+ * stops after `stop_at` bytes (then fails the feed when `fail`, or waits for `go`). */
+typedef struct writer {
+    const char *buf;
+    size_t len, chunk, stop_at;
+    int fd;
+    hero_layer_feed_t *feed;
+    bool fail;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool go;
+} writer_t;
+
+static void *writer_main(void *arg)
+{
+    writer_t *w = arg;
+    for (size_t off = 0; off < w->len;) {
+        if (off >= w->stop_at) {
+            if (w->fail) {
+                hero_layer_feed_fail(w->feed, "the download broke (test)");
+                return NULL;
+            }
+            pthread_mutex_lock(&w->mu);
+            while (!w->go)
+                pthread_cond_wait(&w->cv, &w->mu);
+            pthread_mutex_unlock(&w->mu);
+        }
+        size_t n = w->len - off < w->chunk ? w->len - off : w->chunk;
+        if (pwrite(w->fd, w->buf + off, n, (off_t)off) != (ssize_t)n)
+            exit(1);
+        off += n;
+        hero_layer_feed_grow(w->feed, off);
+        usleep(200);
+    }
+    return NULL;
+}
+
+/* applies `blob` as a file that a writer thread fills while it is read */
+static int apply_growing(const char *blob, const char *digest, size_t stop_at, bool fail,
+                         const char *dest, const char *want, hero_layer_result_t *res,
+                         char **msg)
+{
+    writer_t w = {.chunk = 65536 + 123, .stop_at = stop_at, .fail = fail};
+    size_t len;
+    char *b = readall(blob, &len);
+    w.buf = b;
+    w.len = len;
+    char *part = S("%s.partial.%d", blob, ++seq);
+    w.fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w.feed = hero_layer_feed_new();
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, writer_main, &w);
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_layer_src_t src = {.fd = w.fd, .digest = digest, .size = (int64_t)len,
+                            .feed = w.feed};
+    int rc = hero_layer_apply_src(&src, dest, want, res, &e);
+    /* the reader has returned: let a writer that waits finish */
+    pthread_mutex_lock(&w.mu);
+    w.go = true;
+    pthread_cond_signal(&w.cv);
+    pthread_mutex_unlock(&w.mu);
+    pthread_join(th, NULL);
+    hero_layer_feed_free(w.feed);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    close(w.fd);
+    free(b);
+    *msg = e.msg ? hero_xstrdup(e.msg) : NULL;
+    hero_error_clear(&e);
+    return rc;
+}
+
+static void streaming(void)
+{
+    char *tar = P("stream.tar");
+    tw_t t = tar_open(tar, NULL);
+    dir(t, "data/", 0755, 0, 0, 1000000);
+    size_t bigsz = 3 * 1024 * 1024 + 77;
+    char *big = hero_xmalloc(bigsz + 1);
+    uint32_t x = 12345; /* not too compressible: the gzip blob is megabytes too */
+    for (size_t i = 0; i < bigsz; i++) {
+        x = x * 1103515245u + 12345u;
+        big[i] = (char)('a' + (x >> 16) % 26);
+    }
+    big[bigsz] = 0;
+    file(t, "data/big", big, 0644, 0, 0, 1000000);
+    file(t, "data/small", "small", 0600, 0, 0, 1000000);
+    slink(t, "data/link", "big");
+    tar_close(t);
+    char want[HERO_LAYER_DIGEST_LEN], dg[HERO_LAYER_DIGEST_LEN];
+    sha256_file(tar, want);
+    char *gz = P("stream.tar.gz");
+    gzip_file(tar, gz, 1, 1);
+    sha256_file(gz, dg);
+    size_t gzlen;
+    free(readall(gz, &gzlen));
+
+    hero_layer_result_t r;
+    char *msg = NULL, *d = newdir("stream");
+    TAP_OK(apply_growing(gz, dg, SIZE_MAX, false, d, want, &r, &msg) == 0,
+           "a layer applies from a file that grows while it is read (digest checked)");
+    TAP_OK(content_is(S("%s/data/big", d), big) && content_is(S("%s/data/small", d), "small") &&
+               !strcmp(r.diff_id, want) && r.blob_size == gzlen && !r.blob_mismatch,
+           "... with the same content, diff_id and blob size");
+    free(msg);
+    d = newdir("stream");
+    TAP_OK(apply_growing(gz, NULL, SIZE_MAX, false, d, want, &r, &msg) == 0 &&
+               content_is(S("%s/data/big", d), big),
+           "... and without a digest to check");
+    free(msg);
+    d = newdir("stream");
+    TAP_OK(apply_growing(gz, dg, gzlen / 2, true, d, want, &r, &msg) < 0 &&
+               has(msg, "the download broke (test)"),
+           "a writer that gives up fails the reader with its reason");
+    free(msg);
+
+    /* a consumer that fails must not wait for the rest of the download */
+    char *evil = P("stream-evil.tar");
+    t = tar_open(evil, NULL);
+    file(t, "../evil", "x", 0644, 0, 0, 1000000);
+    file(t, "data/big", big, 0644, 0, 0, 1000000);
+    tar_close(t);
+    char *egz = P("stream-evil.tar.gz");
+    gzip_file(evil, egz, 1, 1);
+    d = newdir("stream");
+    size_t elen;
+    free(readall(egz, &elen));
+    msg = NULL;
+    TAP_OK(elen > 700000 && apply_growing(egz, NULL, 600000, false, d, NULL, &r, &msg) < 0 &&
+               has(msg, "path escapes the image root"),
+           "a hostile entry fails the layer while the rest is still downloading (no hang)");
+    free(msg);
+
+    /* complete files with a digest */
+    char bad[HERO_LAYER_DIGEST_LEN];
+    memcpy(bad, dg, sizeof bad);
+    bad[10] = bad[10] == '0' ? '1' : '0';
+    int fd = open(gz, O_RDONLY | O_CLOEXEC);
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_layer_src_t src = {.fd = fd, .digest = dg, .size = (int64_t)gzlen};
+    TAP_OK(hero_layer_apply_src(&src, newdir("stream"), want, &r, &e) == 0 && !r.blob_mismatch,
+           "a complete blob with its digest and size applies");
+    hero_error_clear(&e);
+    src.digest = bad;
+    TAP_OK(hero_layer_apply_src(&src, newdir("stream"), want, &r, &e) < 0 && r.blob_mismatch &&
+               has(e.msg, "layer blob digest mismatch"),
+           "a blob that is not the manifest's fails, blob_mismatch set");
+    hero_error_clear(&e);
+    src.digest = dg;
+    src.size = (int64_t)gzlen - 1;
+    TAP_OK(hero_layer_apply_src(&src, newdir("stream"), want, &r, &e) < 0 && r.blob_mismatch &&
+               has(e.msg, "size mismatch"),
+           "a blob longer than the manifest says fails");
+    hero_error_clear(&e);
+    close(fd);
+
+    size_t len;
+    char *b = readall(gz, &len);
+    char *cut = P("stream-cut.tar.gz");
+    writeall(cut, b, len - 100);
+    fd = open(cut, O_RDONLY | O_CLOEXEC);
+    src = (hero_layer_src_t){.fd = fd, .digest = dg, .size = (int64_t)gzlen};
+    TAP_OK(hero_layer_apply_src(&src, newdir("stream"), want, &r, &e) < 0,
+           "a blob cut short fails");
+    hero_error_clear(&e);
+    close(fd);
+    TAP_OK(hero_layer_blob_verify(gz, dg, (int64_t)gzlen, NULL) == 0 &&
+               hero_layer_blob_verify(gz, dg, -1, NULL) == 0 &&
+               hero_layer_blob_verify(cut, dg, (int64_t)gzlen, NULL) == 1 &&
+               hero_layer_blob_verify(cut, dg, -1, NULL) == 1 &&
+               hero_layer_blob_verify(gz, bad, -1, NULL) == 1 &&
+               hero_layer_blob_verify(S("%s.none", gz), dg, -1, NULL) == 1,
+           "hero_layer_blob_verify: 0 for the blob, 1 for a cut, wrong or missing one");
+    free(b);
+
+    /* syncing: file by file, or syncfs for a big layer */
+    TAP_OK(hero_layer_sync(d, 3, &e) == 0, "a small layer syncs inode by inode");
+    hero_error_clear(&e);
+    TAP_OK(hero_layer_sync(d, 100000, &e) == 0, "a big one with syncfs");
+    hero_error_clear(&e);
+    char *deep = newdir("deep");
+    char *p = hero_xstrdup(deep);
+    for (int i = 0; i < 80; i++) {
+        char *q = hero_xasprintf("%s/d", p);
+        free(p);
+        p = q;
+        mkdir(p, 0755);
+    }
+    writeall(S("%s/f", p), "f", 1);
+    free(p);
+    TAP_OK(hero_layer_sync(deep, 2, &e) == 0, "a deep one falls back to syncfs");
+    hero_error_clear(&e);
+    TAP_OK(hero_layer_sync(S("%s/none", base), 2, &e) < 0 && e.code == ENOENT,
+           "syncing a missing dir fails");
+    hero_error_clear(&e);
+    free(big);
 }
 
 /* ---- the cases ---- */
@@ -1204,6 +1408,7 @@ int main(void)
     lookups();
     compressions();
     hostile();
+    streaming();
     /* the same with the resolver used where the kernel has no openat2 */
     printf("# again with the portable resolver (no openat2)\n");
     hero_layer_use_openat2(0);

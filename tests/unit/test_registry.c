@@ -327,6 +327,8 @@ typedef struct fetched {
     int code;
     char *msg;
     uint64_t progress_done, progress_total;
+    char partial[PATH_MAX];     /* PATH.partial */
+    bool progress_ahead;        /* progress reported bytes the partial did not hold */
 } fetched_t;
 
 static void on_fetched(hero_error_t *err, void *data)
@@ -345,12 +347,17 @@ static void on_progress(const char *digest, uint64_t done, uint64_t total, void 
     fetched_t *f = data;
     f->progress_done = done;
     f->progress_total = total;
+    /* the bytes reported are in the file: a reader may follow it (pull.c does) */
+    struct stat st;
+    if (stat(f->partial, &st) < 0 || (uint64_t)st.st_size < done)
+        f->progress_ahead = true;
 }
 
 static void fetch_start(hero_registry_t *reg, const char *text, const char *digest, int64_t size,
                         const char *path, fetched_t *f)
 {
     memset(f, 0, sizeof(*f));
+    snprintf(f->partial, sizeof f->partial, "%s.partial", path ? path : "");
     hero_ref_t ref;
     if (hero_ref_parse(text, &ref, NULL) < 0) {
         f->calls = 1;
@@ -1000,6 +1007,8 @@ static void test_double_drop(void)
     TAP_OK(count_lines(f.log, "range=bytes=300000- ") == 1 && s.resumes == 1 && s.blob_gets == 2,
            "dropped midway: the second request asked for Range: bytes=300000-");
     TAP_OK(s.blob_bytes == L.big_size, "dropped midway: no byte fetched twice");
+    TAP_OK(b.progress_done == L.big_size && !b.progress_ahead,
+           "dropped midway: progress reports bytes that are in the file, resumes included");
     free(b.msg);
     free(path);
     free(partial);
@@ -1111,7 +1120,21 @@ typedef struct http_got {
     bool auth_dropped;
     unsigned redirects;
     char *digest_header;
+    uint64_t observed;          /* bytes the data callback saw */
 } http_got_t;
+
+static int on_http_data(hero_http_req_t *q, const hero_http_resp_t *resp, uint64_t offset,
+                        const char *buf, size_t len, void *data)
+{
+    (void)q;
+    (void)resp;
+    (void)buf;
+    http_got_t *g = data;
+    if (offset != g->observed)
+        return -1;
+    g->observed += len;
+    return 0;
+}
 
 static void on_http(hero_http_req_t *q, const hero_http_resp_t *resp, void *data)
 {
@@ -1188,6 +1211,18 @@ static void test_http_layer(const fixture_t *f)
     free(got);
     free(want);
     free(src);
+
+    /* fd < 0: the body goes to the observer only */
+    g = http_get(h, &(hero_http_opts_t){.url = blob, .fd = -1, .on_data = on_http_data,
+                                         .authorization = "Basic aGVybzpzZWNyZXQ="});
+    TAP_OK(g.status == 200 && !g.error && g.body_len == 0 && g.body_bytes == sn &&
+               g.observed == sn,
+           "http: fd < 0 gives the body to the observer only");
+    http_got_free(&g);
+    g = http_get(h, &(hero_http_opts_t){.url = blob, .fd = -1});
+    TAP_OK(g.error && strstr(g.error, "no place for its body"),
+           "http: fd < 0 without an observer is refused");
+    http_got_free(&g);
 
     /* a cancelled request never calls back, and leaves nothing running */
     hero_http_req_t *q = NULL;
