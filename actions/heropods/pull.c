@@ -242,9 +242,15 @@ static void pull_record(pull_t *p)
                           .config = p->img->config,
                           .size = size,
                           .created = (int64_t)time(NULL)};
-    int rc = hero_store_image_put(p->st, &r, &e);
-    if (rc == 0)
-        rc = hero_store_image_set_ref_digest(p->st, p->name, p->img->ref_digest, &e);
+    /* the record and what its reference pointed at: one commit */
+    int rc = hero_store_batch_begin(p->st, &e);
+    if (rc == 0) {
+        rc = hero_store_image_put(p->st, &r, &e);
+        if (rc == 0)
+            rc = hero_store_image_set_ref_digest(p->st, p->name, p->img->ref_digest, &e);
+        if (hero_store_batch_end(p->st, rc < 0 ? NULL : &e) < 0)
+            rc = -1;
+    }
     free(rootfs);
     pull_end(p, rc < 0 ? &e : NULL);
     hero_error_clear(&e);
