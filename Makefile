@@ -19,7 +19,9 @@ VERSION := 0.1.0
 
 HERO_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(GEN) \
                -DHERO_VERSION='"$(VERSION)"'
-LIBS := -luv -lsqlite3 -ljansson -lmnl -lnftables -lcurl -larchive -lyaml -lzstd -lz -lcrypto
+# libcurl, libarchive and libnftables are not linked: hero loads them when it first
+# calls them (runtime/lazylib.c), which spares every run some 40 shared libraries.
+LIBS := -luv -lsqlite3 -ljansson -lmnl -lyaml -lzstd -lz -lcrypto
 
 LEMPAR := /usr/share/lemon/lempar.c
 

@@ -72,7 +72,7 @@ int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t
                               .prefix_len = in->net.prefix_len,
                               .nat = in->net.nat};
     if (hero_net_bridge_ensure(in->net.bridge, in->net.gateway, in->net.prefix_len, err) < 0 ||
-        hero_net_ipv4_forwarding(err) < 0 || hero_nft_instance_apply(&ni, err) < 0)
+        hero_net_ipv4_forwarding(err) < 0 || hero_nft_instance_ensure(&ni, in->store, err) < 0)
         return hero_error_wrap(err, "network of instance '%s'", in->name);
     in->net_ready = true;
     return 0;

@@ -253,7 +253,8 @@ static void configure_finish(configure_op_t *op, int rc, hero_error_t *err)
     } else if (rc == 0) {
         hero_pods_instance_t *in =
             register_instance(op->in->name, op->in->base_dir, op->in->store, op->settings);
-        /* re-applied on every configure, also when the bridge exists already */
+        /* checked on every configure: a missing bridge is made again, and the rules
+         * are sent again unless the kernel still holds what hero last sent */
         if (hero_pods_net_instance_up(in, true, &e) < 0) {
             rc = -1;
             err = &e;

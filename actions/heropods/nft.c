@@ -4,13 +4,20 @@
  * own error text> (in: <the command nft pointed at>)".
  *
  * Names that go into a command buffer (table, bridge) are checked first, so no text
- * from outside can add a command of its own. */
+ * from outside can add a command of its own.
+ *
+ * libnftables is loaded on first use (runtime/lazylib.c): a configure that finds its
+ * rules in place (hero_nft_instance_ensure) needs none of it. A context is made per
+ * change, so each talks to the network namespace the thread is in at that moment. */
 #include "nft.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <stdarg.h>
@@ -18,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The iptables-nft chain docker drops forwarded traffic in (its policy is DROP). */
@@ -272,8 +280,11 @@ static int write_route_localnet(const char *bridge, hero_error_t *err)
     return 0;
 }
 
-int hero_nft_instance_apply(const hero_nft_instance_t *in, hero_error_t *err)
+/* The command buffer that makes the instance's table what `in` says (without the
+ * FORWARD rules, which depend on what the kernel holds). */
+static int instance_rules(const hero_nft_instance_t *in, char **out, hero_error_t *err)
 {
+    *out = NULL;
     if (check_name(in->table, HERO_NFT_TABLE_MAX - 1, "table", err) < 0 ||
         check_name(in->bridge, 15, "bridge", err) < 0)
         return -1;
@@ -321,20 +332,186 @@ int hero_nft_instance_apply(const hero_nft_instance_t *in, hero_error_t *err)
     cat(&c, "add rule ip %s output fib daddr type local "
             "dnat ip to meta l4proto . th dport map @ports\n", t);
 
+    *out = c;
+    return 0;
+}
+
+/* Sends the rules (and hero's FORWARD rules) as one batch, then route_localnet. */
+static int instance_write(const hero_nft_instance_t *in, const char *rules, hero_error_t *err)
+{
     nft_t n;
-    if (nft_open(&n, err) < 0) {
-        free(c);
+    if (nft_open(&n, err) < 0)
         return -1;
-    }
     char *what = hero_xasprintf("cannot set up the firewall rules of bridge %s (table ip %s)",
-                                br, t);
-    int rc = run_with_fwd(&n, c, t, br, err, what);
+                                in->bridge, in->table);
+    int rc = run_with_fwd(&n, rules, in->table, in->bridge, err, what);
     free(what);
     nft_close(&n);
-    free(c);
     if (rc == 0)
-        rc = write_route_localnet(br, err);
+        rc = write_route_localnet(in->bridge, err);
     return rc;
+}
+
+int hero_nft_instance_apply(const hero_nft_instance_t *in, hero_error_t *err)
+{
+    char *c;
+    if (instance_rules(in, &c, err) < 0)
+        return -1;
+    int rc = instance_write(in, c, err);
+    free(c);
+    return rc;
+}
+
+/* ---- is the ruleset still the one hero left? ---- */
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/* Names the nftables ruleset of this network namespace as it is now: the boot, the
+ * namespace (its cookie, which the kernel never hands out twice in one boot) and
+ * the ruleset's generation, which every committed change bumps by one. */
+typedef struct ruleset_id {
+    char boot[40];
+    unsigned long long netns;
+    uint32_t gen;
+} ruleset_id_t;
+
+typedef struct gen_reply {
+    uint32_t gen;
+    bool found;
+} gen_reply_t;
+
+static int gen_attr(const struct nlattr *a, void *data)
+{
+    gen_reply_t *g = data;
+    if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+        g->gen = ntohl(mnl_attr_get_u32(a));
+        g->found = true;
+    }
+    return MNL_CB_OK;
+}
+
+static int gen_msg(const struct nlmsghdr *m, void *data)
+{
+    if ((m->nlmsg_type & 0xff) == NFT_MSG_NEWGEN)
+        mnl_attr_parse(m, sizeof(struct nfgenmsg), gen_attr, data);
+    return MNL_CB_OK;
+}
+
+static bool boot_id(char out[40])
+{
+    static char id[40];
+    if (!id[0]) {
+        char buf[64] = {0};
+        int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+        if (fd >= 0)
+            close(fd);
+        size_t len = n > 0 ? strcspn(buf, "\n") : 0;
+        if (len < 16 || len >= sizeof(id))
+            return false;
+        memcpy(id, buf, len);
+        id[len] = 0;
+    }
+    memcpy(out, id, sizeof(id));
+    return true;
+}
+
+/* false when something cannot be read (then nothing can be vouched for). */
+static bool ruleset_now(ruleset_id_t *r)
+{
+    if (!boot_id(r->boot))
+        return false;
+    struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    if (!nl)
+        return false;
+    bool ok = false;
+    uint64_t cookie = 0;
+    socklen_t clen = sizeof(cookie);
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) == 0 &&
+        getsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &clen) == 0 &&
+        clen == sizeof(cookie)) {
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+        uint32_t seq = nlh->nlmsg_seq = (uint32_t)time(NULL);
+        struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+        g->nfgen_family = AF_UNSPEC;
+        g->version = NFNETLINK_V0;
+        g->res_id = 0;
+        uint32_t portid = mnl_socket_get_portid(nl);
+        gen_reply_t reply = {0};
+        int rc = -1;
+        if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
+            do {
+                ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+                rc = n > 0 ? mnl_cb_run(buf, (size_t)n, seq, portid, gen_msg, &reply) : MNL_CB_ERROR;
+            } while (rc > MNL_CB_STOP);
+        }
+        ok = rc == MNL_CB_STOP && reply.found;
+        r->netns = cookie;
+        r->gen = reply.gen;
+    }
+    mnl_socket_close(nl);
+    return ok;
+}
+
+/* FNV-1a: tells one set of rules from another (nothing adversarial here). */
+static uint64_t rules_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* The note: where, at which generation, which rules. */
+static void stamp_of(const ruleset_id_t *r, uint64_t hash, char out[HERO_NFT_STAMP_MAX])
+{
+    snprintf(out, HERO_NFT_STAMP_MAX, "%s %llu %u %016llx", r->boot, r->netns, (unsigned)r->gen,
+             (unsigned long long)hash);
+}
+
+int hero_nft_instance_ensure(const hero_nft_instance_t *in, hero_store_t *store,
+                             hero_error_t *err)
+{
+    char *c;
+    if (instance_rules(in, &c, err) < 0)
+        return -1;
+    uint64_t hash = rules_hash(c);
+    char key[HERO_NFT_TABLE_MAX + 16];
+    snprintf(key, sizeof(key), "nft.applied.%s", in->table);
+    ruleset_id_t before;
+    bool known = ruleset_now(&before);
+    if (known) {
+        char want[HERO_NFT_STAMP_MAX];
+        stamp_of(&before, hash, want);
+        char *note = NULL;
+        bool same = hero_store_meta_get(store, key, &note, NULL) == 0 && !strcmp(note, want);
+        free(note);
+        if (same) {
+            free(c);
+            /* a bridge made anew (ensure recreates a deleted one) has it off again */
+            return write_route_localnet(in->bridge, err) < 0 ? -1 : 1;
+        }
+    }
+    int rc = instance_write(in, c, err);
+    free(c);
+    if (rc < 0)
+        return -1;
+    /* Vouch for the result only when hero's batch was the one change in between: any
+     * other (another process, in this table or elsewhere) makes it more than one, and
+     * the next call applies again. A note that cannot be written costs the same. */
+    ruleset_id_t after;
+    if (known && ruleset_now(&after) && after.netns == before.netns &&
+        !strcmp(after.boot, before.boot) && after.gen == before.gen + 1) {
+        char stamp[HERO_NFT_STAMP_MAX];
+        stamp_of(&after, hash, stamp);
+        hero_store_meta_put(store, key, stamp, NULL);
+    }
+    return 0;
 }
 
 int hero_nft_instance_remove(const char *table, hero_error_t *err)

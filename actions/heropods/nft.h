@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "runtime/error.h"
+#include "runtime/store.h"
 
 /* Longest table name hero_nft_table_name() makes, plus the NUL. */
 #define HERO_NFT_TABLE_MAX 48
@@ -49,6 +50,20 @@ typedef struct hero_nft_instance {
  * the FORWARD accept rules (when `ip filter FORWARD` exists) and route_localnet on
  * the bridge. */
 int hero_nft_instance_apply(const hero_nft_instance_t *in, hero_error_t *err);
+
+/* Room for the note hero_nft_instance_ensure() keeps, NUL included. */
+#define HERO_NFT_STAMP_MAX 112
+
+/* hero_nft_instance_apply(), unless the rules are in place already: after an apply
+ * whose batch was the only change to the ruleset in between, the store gets a note
+ * (key "nft.applied.<table>") of the ruleset's identity (boot, network namespace,
+ * generation) and of the rules; a later call that finds the kernel's ruleset still
+ * at that generation, for the same rules, sends nothing. Any change to any nftables
+ * rule of the namespace since then (by anyone) bumps the generation, and the rules
+ * are applied again. route_localnet is written either way (a bridge made anew has
+ * it off). 0 applied, 1 in place already, -1 error. */
+int hero_nft_instance_ensure(const hero_nft_instance_t *in, hero_store_t *store,
+                             hero_error_t *err);
 
 /* Removes the table and hero's FORWARD rules for it; nothing there is fine. */
 int hero_nft_instance_remove(const char *table, hero_error_t *err);

@@ -6,6 +6,7 @@
  * the test's namespace); all traffic stays between those namespaces. */
 #include "actions/heropods/net.h"
 #include "actions/heropods/nft.h"
+#include "runtime/store.h"
 #include "tests/unit/tap.h"
 
 #include <arpa/inet.h>
@@ -594,6 +595,152 @@ out:
     hero_error_clear(&e);
 }
 
+/* ---- ensure: skip when the kernel still holds what hero applied ---- */
+
+static void remove_dir(const char *dir)
+{
+    static const char *const files[] = {"hero.db", "hero.db-wal", "hero.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char *f = hero_xasprintf("%s/%s", dir, files[i]);
+        unlink(f);
+        free(f);
+    }
+    rmdir(dir);
+}
+
+static int set_route_localnet(const char *ifname, const char *v)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/route_localnet", ifname);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, v, strlen(v)) == (ssize_t)strlen(v);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static void test_ensure(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char tmpl[] = "/tmp/hero-nft-test.XXXXXX";
+    const char *dir = mkdtemp(tmpl);
+    hero_store_t *st = NULL;
+    child_t other = {0};
+    char key[HERO_NFT_TABLE_MAX + 16];
+    hero_nft_table_name(UID, BRIDGE, table);
+    snprintf(key, sizeof(key), "nft.applied.%s", table);
+    hero_nft_instance_t in = {.table = table, .bridge = BRIDGE, .subnet = IP(10, 198, 0, 0),
+                              .prefix_len = 24, .nat = true};
+    int rc = dir ? hero_store_open(dir, &st, &e) : -1;
+    if (rc == 0)
+        rc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, &e);
+    diag(&e);
+    if (!TAP_OK(rc == 0, "ensure: a store in a temporary directory, and the bridge " BRIDGE))
+        goto out;
+
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    char *note = NULL;
+    TAP_OK(rc == 0 && table_is_right(true) && hero_store_meta_get(st, key, &note, NULL) == 0,
+           "ensure on a fresh namespace applies, and notes it in the store");
+    if (note)
+        printf("#   note: %s\n", note);
+    free(note);
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 1 && table_is_right(true), "ensure again: the rules are in place, nothing sent");
+
+    set_route_localnet(BRIDGE, "0");
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 1 && read_route_localnet(BRIDGE) == 1,
+           "ensure with nothing to send still sets route_localnet (a bridge made anew)");
+
+    free(nft("add table ip hero_test_unrelated", NULL));
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && table_is_right(true),
+           "another change to the ruleset (an unrelated table): ensure applies again");
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 1, "... and then has nothing to send");
+    free(nft("delete table ip hero_test_unrelated", NULL));
+
+    char *cmd = hero_xasprintf("flush chain ip %s forward", table);
+    free(nft(cmd, NULL));
+    free(cmd);
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && table_is_right(true), "someone flushed hero's forward chain: ensure refills it");
+
+    cmd = hero_xasprintf("delete table ip %s", table);
+    free(nft(cmd, NULL));
+    free(cmd);
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && table_is_right(true), "someone deleted the table: ensure makes it again");
+
+    in.nat = false;
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && table_is_right(false), "other rules (nat off): ensure applies them");
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 1, "... and then has nothing to send");
+    in.nat = true;
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && table_is_right(true), "nat on again: applied");
+
+    /* a note from another boot (the same namespace cookie and generation can come
+     * back after a reboot) is not trusted */
+    note = NULL;
+    if (hero_store_meta_get(st, key, &note, NULL) == 0 && note[0]) {
+        note[0] = note[0] == '0' ? '1' : '0';
+        hero_store_meta_put(st, key, note, NULL);
+    }
+    free(note);
+    rc = hero_nft_instance_ensure(&in, st, &e);
+    diag(&e);
+    TAP_OK(rc == 0, "a note from another boot: ensure applies");
+
+    /* the same store from another network namespace: its ruleset is not this one */
+    if (child_start(&other) == 0 && enter(other.pid) == 0) {
+        int brc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, &e);
+        rc = brc < 0 ? -1 : hero_nft_instance_ensure(&in, st, &e);
+        diag(&e);
+        bool right = rc == 0 && table_is_right(true);
+        int again = rc == 0 ? hero_nft_instance_ensure(&in, st, &e) : -1;
+        diag(&e);
+        leave();
+        TAP_OK(right && again == 1,
+               "the same store in another network namespace: ensure applies there, then skips");
+        rc = hero_nft_instance_ensure(&in, st, &e);
+        diag(&e);
+        TAP_OK(rc == 0 && table_is_right(true),
+               "back in the first namespace, the note (of the other one) is not trusted");
+    } else {
+        TAP_OK(0, "a child in a network namespace of its own");
+    }
+
+    hero_nft_instance_t badin = in;
+    badin.bridge = "br\"x";
+    rc = hero_nft_instance_ensure(&badin, st, &e);
+    TAP_OK(rc < 0 && contains(&e, "br\"x"), "ensure refuses a bridge name with a quote, named");
+    diag(&e);
+
+out:
+    child_stop(&other);
+    if (st)
+        hero_store_close(st);
+    if (dir)
+        remove_dir(dir);
+    hero_nft_instance_remove(table, NULL);
+    hero_net_bridge_delete(BRIDGE, NULL);
+    hero_error_clear(&e);
+}
+
 static void test_check_free(void)
 {
     hero_error_t e = HERO_ERROR_INIT;
@@ -652,6 +799,7 @@ int main(void)
     close(s);
     test_check_free();
     test_nft();
+    test_ensure();
     close(self_ns);
     return tap_done();
 }

@@ -1,0 +1,271 @@
+/* libcurl, libarchive and libnftables, loaded when hero first calls them.
+ *
+ * Linked the usual way, these three bring some 40 shared libraries into every hero
+ * process (libcurl alone: gnutls, krb5, ldap, ssh2, rtmp, ...; libarchive: libxml2
+ * and ICU), and the dynamic loader maps and relocates all of them before main():
+ * some 10-20 ms of CPU per `hero run` on these VMs, where a page fault is dear. Most
+ * runs need none of them: libcurl only for a registry pull, libarchive only for an
+ * image import, export or layer, libnftables only when the instance's rules must be
+ * written. So hero is not linked against them (see LIBS in the Makefile); this file
+ * defines every function of theirs that hero calls, with the libraries' own
+ * prototypes, and each one opens its library (dlopen, once) and calls the real
+ * function (dlsym, once per function).
+ *
+ * Using a function of these libraries that is not here fails at link time with
+ * "undefined reference to `curl_...'": add one line for it below (its prototype is
+ * in the library's header; the compiler checks the line against it).
+ *
+ * A library that cannot be opened is fatal, as it was for the dynamic loader: hero
+ * says which one and why, and exits with 127. Safe from any thread. */
+#define CURL_DISABLE_TYPECHECK /* the wrappers are functions, not curl's checking macros */
+#include <archive.h>
+#include <archive_entry.h>
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <nftables/libnftables.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct lazylib {
+    const char *soname;
+    const char *needed_for;
+    void (*open)(void); /* for pthread_once: opens this library */
+    pthread_once_t once;
+    void *handle;
+} lazylib_t;
+
+static void lazy_fail(const char *soname, const char *needed_for, const char *what)
+{
+    fprintf(stderr, "hero: cannot load %s, which hero needs for %s: %s\n", soname, needed_for,
+            what ? what : "unknown error");
+    exit(127);
+}
+
+#define LAZYLIB(var, so, why)                                               \
+    static void open_##var(void);                                           \
+    static lazylib_t var = {so, why, open_##var, PTHREAD_ONCE_INIT, NULL};  \
+    static void open_##var(void)                                            \
+    {                                                                       \
+        var.handle = dlopen(var.soname, RTLD_LAZY | RTLD_LOCAL);            \
+        if (!var.handle)                                                    \
+            lazy_fail(var.soname, var.needed_for, dlerror());               \
+    }
+LAZYLIB(lib_curl, "libcurl.so.4", "HTTP transfers (image pulls)")
+LAZYLIB(lib_archive, "libarchive.so.13", "tar archives (image layers, import, export)")
+LAZYLIB(lib_nft, "libnftables.so.1", "firewall rules (nftables)")
+
+/* The address of `name` in the library (opened first if need be). */
+static void *lazy_sym(lazylib_t *l, const char *name)
+{
+    pthread_once(&l->once, l->open);
+    dlerror();
+    void *p = dlsym(l->handle, name);
+    if (!p) {
+        char what[256];
+        const char *e = dlerror();
+        snprintf(what, sizeof(what), "no function %s in it (%s)", name, e ? e : "NULL");
+        lazy_fail(l->soname, l->needed_for, what);
+    }
+    return p;
+}
+
+/* `f` gets the real function `name` of library `lib`, looked up once. */
+#define LAZY_FN(lib, name, f)                                               \
+    static __typeof__(&name) fn_##name;                                     \
+    __typeof__(&name) f = __atomic_load_n(&fn_##name, __ATOMIC_ACQUIRE);    \
+    if (!f) {                                                               \
+        void *p_ = lazy_sym(&lib, #name);                                   \
+        memcpy(&f, &p_, sizeof(f));                                         \
+        __atomic_store_n(&fn_##name, f, __ATOMIC_RELEASE);                  \
+    }
+
+/* A function that returns a value, and one that does not. */
+#define LAZY(lib, ret, name, params, args) \
+    ret name params                        \
+    {                                      \
+        LAZY_FN(lib, name, f)              \
+        return f args;                     \
+    }
+#define LAZY_VOID(lib, name, params, args) \
+    void name params                       \
+    {                                      \
+        LAZY_FN(lib, name, f)              \
+        f args;                            \
+    }
+
+/* ---- libcurl ---- */
+#define C lib_curl
+LAZY(C, CURLcode, curl_global_init, (long flags), (flags))
+LAZY(C, CURL *, curl_easy_init, (void), ())
+LAZY_VOID(C, curl_easy_cleanup, (CURL *curl), (curl))
+LAZY(C, const char *, curl_easy_strerror, (CURLcode code), (code))
+LAZY_VOID(C, curl_free, (void *p), (p))
+LAZY(C, struct curl_slist *, curl_slist_append, (struct curl_slist *list, const char *data),
+     (list, data))
+LAZY_VOID(C, curl_slist_free_all, (struct curl_slist *list), (list))
+LAZY(C, CURLM *, curl_multi_init, (void), ())
+LAZY(C, CURLMcode, curl_multi_cleanup, (CURLM *m), (m))
+LAZY(C, CURLMcode, curl_multi_add_handle, (CURLM *m, CURL *e), (m, e))
+LAZY(C, CURLMcode, curl_multi_remove_handle, (CURLM *m, CURL *e), (m, e))
+LAZY(C, CURLMcode, curl_multi_assign, (CURLM *m, curl_socket_t s, void *p), (m, s, p))
+LAZY(C, CURLMsg *, curl_multi_info_read, (CURLM *m, int *left), (m, left))
+LAZY(C, CURLMcode, curl_multi_socket_action, (CURLM *m, curl_socket_t s, int ev, int *running),
+     (m, s, ev, running))
+LAZY(C, CURLU *, curl_url, (void), ())
+LAZY_VOID(C, curl_url_cleanup, (CURLU *u), (u))
+LAZY(C, CURLUcode, curl_url_get, (CURLU *u, CURLUPart what, char **part, unsigned int flags),
+     (u, what, part, flags))
+LAZY(C, CURLUcode, curl_url_set, (CURLU *u, CURLUPart what, const char *part, unsigned int flags),
+     (u, what, part, flags))
+
+/* The variadic ones take exactly one more argument, whose type the option's number
+ * says (curl's own rule, CURLOPTTYPE_*, for easy and multi options alike). */
+typedef void (*any_fn_t)(void);
+#define SETOPT_FORWARD(f, h, opt, ap)                                              \
+    ((opt) < CURLOPTTYPE_OBJECTPOINT     ? f(h, opt, va_arg(ap, long))             \
+     : (opt) < CURLOPTTYPE_FUNCTIONPOINT ? f(h, opt, va_arg(ap, void *))           \
+     : (opt) < CURLOPTTYPE_OFF_T         ? f(h, opt, va_arg(ap, any_fn_t))         \
+     : (opt) < CURLOPTTYPE_BLOB          ? f(h, opt, va_arg(ap, curl_off_t))       \
+                                         : f(h, opt, va_arg(ap, void *)))
+
+CURLcode curl_easy_setopt(CURL *curl, CURLoption option, ...)
+{
+    LAZY_FN(C, curl_easy_setopt, f)
+    va_list ap;
+    va_start(ap, option);
+    CURLcode rc = SETOPT_FORWARD(f, curl, option, ap);
+    va_end(ap);
+    return rc;
+}
+
+CURLMcode curl_multi_setopt(CURLM *m, CURLMoption option, ...)
+{
+    LAZY_FN(C, curl_multi_setopt, f)
+    va_list ap;
+    va_start(ap, option);
+    CURLMcode rc = SETOPT_FORWARD(f, m, option, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Every CURLINFO takes a pointer to where the answer goes. */
+CURLcode curl_easy_getinfo(CURL *curl, CURLINFO info, ...)
+{
+    LAZY_FN(C, curl_easy_getinfo, f)
+    va_list ap;
+    va_start(ap, info);
+    CURLcode rc = f(curl, info, va_arg(ap, void *));
+    va_end(ap);
+    return rc;
+}
+#undef C
+
+/* ---- libarchive ---- */
+#define A lib_archive
+typedef struct archive arc_t;
+typedef struct archive_entry ent_t;
+LAZY(A, int, archive_errno, (arc_t *a), (a))
+LAZY(A, const char *, archive_error_string, (arc_t *a), (a))
+LAZY(A, arc_t *, archive_read_new, (void), ())
+LAZY(A, arc_t *, archive_read_disk_new, (void), ())
+LAZY(A, int, archive_read_support_format_tar, (arc_t *a), (a))
+LAZY(A, int, archive_read_support_format_raw, (arc_t *a), (a))
+LAZY(A, int, archive_read_append_filter, (arc_t *a, int code), (a, code))
+LAZY(A, int, archive_read_open,
+     (arc_t *a, void *data, archive_open_callback *o, archive_read_callback *r,
+      archive_close_callback *c),
+     (a, data, o, r, c))
+LAZY(A, int, archive_read_next_header, (arc_t *a, ent_t **e), (a, e))
+LAZY(A, int, archive_read_next_header2, (arc_t *a, ent_t *e), (a, e))
+LAZY(A, int, archive_read_data_block,
+     (arc_t *a, const void **buff, size_t *size, la_int64_t *offset), (a, buff, size, offset))
+LAZY(A, int, archive_read_close, (arc_t *a), (a))
+LAZY(A, int, archive_read_free, (arc_t *a), (a))
+LAZY(A, int, archive_read_disk_open, (arc_t *a, const char *path), (a, path))
+LAZY(A, int, archive_read_disk_descend, (arc_t *a), (a))
+LAZY(A, int, archive_read_disk_set_standard_lookup, (arc_t *a), (a))
+LAZY(A, int, archive_read_disk_set_symlink_physical, (arc_t *a), (a))
+LAZY(A, arc_t *, archive_write_new, (void), ())
+LAZY(A, int, archive_write_set_format_pax, (arc_t *a), (a))
+LAZY(A, int, archive_write_set_format_pax_restricted, (arc_t *a), (a))
+LAZY(A, int, archive_write_add_filter_gzip, (arc_t *a), (a))
+LAZY(A, int, archive_write_add_filter_zstd, (arc_t *a), (a))
+LAZY(A, int, archive_write_set_filter_option,
+     (arc_t *a, const char *m, const char *o, const char *v), (a, m, o, v))
+LAZY(A, int, archive_write_open_fd, (arc_t *a, int fd), (a, fd))
+LAZY(A, int, archive_write_open_filename, (arc_t *a, const char *file), (a, file))
+LAZY(A, int, archive_write_header, (arc_t *a, ent_t *e), (a, e))
+LAZY(A, la_ssize_t, archive_write_data, (arc_t *a, const void *buf, size_t len), (a, buf, len))
+LAZY(A, int, archive_write_close, (arc_t *a), (a))
+LAZY(A, int, archive_write_free, (arc_t *a), (a))
+
+/* libarchive has no va_list form of it: the message is formatted here. */
+void archive_set_error(arc_t *a, int err, const char *fmt, ...)
+{
+    LAZY_FN(A, archive_set_error, f)
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    f(a, err, "%s", msg);
+}
+
+LAZY(A, ent_t *, archive_entry_new, (void), ())
+LAZY_VOID(A, archive_entry_free, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_pathname, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_pathname_utf8, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_sourcepath, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_hardlink, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_hardlink_utf8, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_symlink, (ent_t *e), (e))
+LAZY(A, const char *, archive_entry_symlink_utf8, (ent_t *e), (e))
+LAZY(A, mode_t, archive_entry_filetype, (ent_t *e), (e))
+LAZY(A, mode_t, archive_entry_perm, (ent_t *e), (e))
+LAZY(A, la_int64_t, archive_entry_uid, (ent_t *e), (e))
+LAZY(A, la_int64_t, archive_entry_gid, (ent_t *e), (e))
+LAZY(A, la_int64_t, archive_entry_size, (ent_t *e), (e))
+LAZY(A, int, archive_entry_size_is_set, (ent_t *e), (e))
+LAZY(A, dev_t, archive_entry_rdev, (ent_t *e), (e))
+LAZY(A, dev_t, archive_entry_rdevmajor, (ent_t *e), (e))
+LAZY(A, dev_t, archive_entry_rdevminor, (ent_t *e), (e))
+LAZY(A, time_t, archive_entry_atime, (ent_t *e), (e))
+LAZY(A, long, archive_entry_atime_nsec, (ent_t *e), (e))
+LAZY(A, int, archive_entry_atime_is_set, (ent_t *e), (e))
+LAZY(A, time_t, archive_entry_mtime, (ent_t *e), (e))
+LAZY(A, long, archive_entry_mtime_nsec, (ent_t *e), (e))
+LAZY(A, int, archive_entry_mtime_is_set, (ent_t *e), (e))
+LAZY_VOID(A, archive_entry_copy_pathname, (ent_t *e, const char *p), (e, p))
+LAZY_VOID(A, archive_entry_set_pathname, (ent_t *e, const char *p), (e, p))
+LAZY_VOID(A, archive_entry_set_hardlink, (ent_t *e, const char *p), (e, p))
+LAZY_VOID(A, archive_entry_set_symlink, (ent_t *e, const char *p), (e, p))
+LAZY_VOID(A, archive_entry_set_filetype, (ent_t *e, unsigned int t), (e, t))
+LAZY_VOID(A, archive_entry_set_perm, (ent_t *e, mode_t m), (e, m))
+LAZY_VOID(A, archive_entry_set_uid, (ent_t *e, la_int64_t v), (e, v))
+LAZY_VOID(A, archive_entry_set_gid, (ent_t *e, la_int64_t v), (e, v))
+LAZY_VOID(A, archive_entry_set_size, (ent_t *e, la_int64_t v), (e, v))
+LAZY_VOID(A, archive_entry_set_mtime, (ent_t *e, time_t t, long ns), (e, t, ns))
+LAZY_VOID(A, archive_entry_set_rdevmajor, (ent_t *e, dev_t d), (e, d))
+LAZY_VOID(A, archive_entry_set_rdevminor, (ent_t *e, dev_t d), (e, d))
+LAZY(A, int, archive_entry_xattr_count, (ent_t *e), (e))
+LAZY(A, int, archive_entry_xattr_reset, (ent_t *e), (e))
+LAZY(A, int, archive_entry_xattr_next, (ent_t *e, const char **n, const void **v, size_t *s),
+     (e, n, v, s))
+LAZY_VOID(A, archive_entry_xattr_add_entry, (ent_t *e, const char *n, const void *v, size_t s),
+          (e, n, v, s))
+#undef A
+
+/* ---- libnftables ---- */
+#define N lib_nft
+LAZY(N, struct nft_ctx *, nft_ctx_new, (uint32_t flags), (flags))
+LAZY_VOID(N, nft_ctx_free, (struct nft_ctx *ctx), (ctx))
+LAZY(N, int, nft_ctx_buffer_output, (struct nft_ctx *ctx), (ctx))
+LAZY(N, int, nft_ctx_buffer_error, (struct nft_ctx *ctx), (ctx))
+LAZY_VOID(N, nft_ctx_output_set_flags, (struct nft_ctx *ctx, unsigned int flags), (ctx, flags))
+LAZY(N, int, nft_run_cmd_from_buffer, (struct nft_ctx *ctx, const char *buf), (ctx, buf))
+LAZY(N, const char *, nft_ctx_get_output_buffer, (struct nft_ctx *ctx), (ctx))
+LAZY(N, const char *, nft_ctx_get_error_buffer, (struct nft_ctx *ctx), (ctx))
+#undef N
