@@ -172,27 +172,30 @@ static int nft_fail(hero_error_t *err, const nft_t *n, const char *fmt, ...)
 
 /* ---- hero's rules in the iptables-nft FORWARD chain ---- */
 
-/* Appends to *cmds the deletion of every rule tagged "hero:<table>" in FORWARD and,
- * when `bridge` is not NULL, the insertion of fresh ones at its top. Nothing when
- * there is no such chain. */
-static int fwd_rules(nft_t *n, const char *table, const char *bridge, char **cmds,
-                     hero_error_t *err)
+/* Appends to *cmds the deletion of every rule tagged `tag` in `chain` (a FORWARD
+ * chain of iptables-nft: "ip filter FORWARD" or "ip6 filter FORWARD") and, for each
+ * interface name (nft's `*` wildcard allowed) of the NULL-terminated `ifnames` (NULL:
+ * none), the insertion of fresh accept rules at its top. Nothing when there is no
+ * such chain. */
+static int fwd_rules(nft_t *n, const char *chain, const char *tag, const char *const *ifnames,
+                     char **cmds, hero_error_t *err)
 {
-    if (nft_run(n, "list chain " FWD_CHAIN, true) < 0) {
+    char *list = hero_xasprintf("list chain %s", chain);
+    int r = nft_run(n, list, true);
+    free(list);
+    if (r < 0) {
         if (nft_said(n, ENOENT))
             return 0; /* no iptables-nft filter table: nothing drops our traffic there */
-        return nft_fail(err, n, "cannot list the chain " FWD_CHAIN);
+        return nft_fail(err, n, "cannot list the chain %s", chain);
     }
     json_error_t jerr;
     json_t *j = json_loads(n->out, 0, &jerr);
     json_t *items = json_object_get(j, "nftables");
     if (!json_is_array(items)) {
         json_decref(j);
-        return hero_error_set(err, 0, "cannot read the listing of " FWD_CHAIN " from nftables: "
-                                      "%s", jerr.text[0] ? jerr.text : "no \"nftables\" array");
+        return hero_error_set(err, 0, "cannot read the listing of %s from nftables: %s", chain,
+                              jerr.text[0] ? jerr.text : "no \"nftables\" array");
     }
-    char tag[HERO_NFT_TABLE_MAX + 8];
-    snprintf(tag, sizeof(tag), "hero:%s", table);
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it) {
@@ -200,32 +203,32 @@ static int fwd_rules(nft_t *n, const char *table, const char *bridge, char **cmd
         const char *comment = json_string_value(json_object_get(rule, "comment"));
         json_t *handle = json_object_get(rule, "handle");
         if (comment && !strcmp(comment, tag) && json_is_integer(handle))
-            cat(cmds, "delete rule " FWD_CHAIN " handle %lld\n",
+            cat(cmds, "delete rule %s handle %lld\n", chain,
                 (long long)json_integer_value(handle));
     }
     json_decref(j);
-    if (bridge) {
-        /* Only what iptables-nft can read back (interface names, a comment, accept):
-         * a native `ct` match here makes iptables -S and iptables-save refuse the
-         * whole filter table. The state checks live in hero's own forward chain,
-         * whose final drop keeps everything else out. Each insert goes to the top. */
-        cat(cmds, "insert rule " FWD_CHAIN " oifname \"%s\" accept comment \"%s\"\n", bridge, tag);
-        cat(cmds, "insert rule " FWD_CHAIN " iifname \"%s\" accept comment \"%s\"\n", bridge, tag);
+    /* Only what iptables-nft can read back (interface names, a comment, accept): a
+     * native `ct` match here makes iptables -S and iptables-save refuse the whole
+     * filter table. The state checks live in hero's own forward chain, whose final
+     * drop keeps everything else out. Each insert goes to the top. */
+    for (const char *const *f = ifnames; f && *f; f++) {
+        cat(cmds, "insert rule %s oifname \"%s\" accept comment \"%s\"\n", chain, *f, tag);
+        cat(cmds, "insert rule %s iifname \"%s\" accept comment \"%s\"\n", chain, *f, tag);
     }
     return 0;
 }
 
-/* Runs `base` plus hero's FORWARD changes as one batch, listing FORWARD again and
- * retrying when it changed under us. */
-static int run_with_fwd(nft_t *n, const char *base, const char *table, const char *bridge,
-                        hero_error_t *err, const char *what)
+/* Runs `base` plus hero's changes to `chain` (see fwd_rules) as one batch, listing
+ * the chain again and retrying when it changed under us. */
+static int run_with_fwd(nft_t *n, const char *base, const char *chain, const char *tag,
+                        const char *const *ifnames, hero_error_t *err, const char *what)
 {
     for (int attempt = 1;; attempt++) {
         char *fwd = NULL;
-        if (fwd_rules(n, table, bridge, &fwd, err) < 0)
+        if (fwd_rules(n, chain, tag, ifnames, &fwd, err) < 0)
             return -1;
         char *cmds = hero_xasprintf("%s%s", base, fwd ? fwd : "");
-        int rc = nft_run(n, cmds, false);
+        int rc = cmds[0] ? nft_run(n, cmds, false) : 0;
         bool touched = fwd != NULL;
         free(fwd);
         free(cmds);
@@ -234,6 +237,24 @@ static int run_with_fwd(nft_t *n, const char *base, const char *table, const cha
         if (!touched || attempt == FWD_ATTEMPTS)
             return nft_fail(err, n, "%s", what);
     }
+}
+
+/* The tag of an instance's FORWARD rules: "hero:<table>". */
+static void fwd_tag(const char *table, char out[HERO_NFT_TABLE_MAX + 8])
+{
+    snprintf(out, HERO_NFT_TABLE_MAX + 8, "hero:%s", table);
+}
+
+int hero_nft_overlay_forward(hero_error_t *err)
+{
+    static const char *const links[] = {"vmyh-*", "vygh-*", NULL};
+    nft_t n;
+    if (nft_open(&n, err) < 0)
+        return -1;
+    int rc = run_with_fwd(&n, "", "ip6 filter FORWARD", "hero:overlay", links, err,
+                          "cannot let the overlay's traffic through ip6 filter FORWARD");
+    nft_close(&n);
+    return rc;
 }
 
 /* ---- instance ---- */
@@ -344,7 +365,10 @@ static int instance_write(const hero_nft_instance_t *in, const char *rules, hero
         return -1;
     char *what = hero_xasprintf("cannot set up the firewall rules of bridge %s (table ip %s)",
                                 in->bridge, in->table);
-    int rc = run_with_fwd(&n, rules, in->table, in->bridge, err, what);
+    char tag[HERO_NFT_TABLE_MAX + 8];
+    fwd_tag(in->table, tag);
+    const char *const links[] = {in->bridge, NULL};
+    int rc = run_with_fwd(&n, rules, FWD_CHAIN, tag, links, err, what);
     free(what);
     nft_close(&n);
     if (rc == 0)
@@ -525,7 +549,9 @@ int hero_nft_instance_remove(const char *table, hero_error_t *err)
     if (nft_open(&n, err) == 0) {
         char what[HERO_NFT_TABLE_MAX + 48];
         snprintf(what, sizeof(what), "cannot remove the firewall table ip %s", table);
-        rc = run_with_fwd(&n, c, table, NULL, err, what);
+        char tag[HERO_NFT_TABLE_MAX + 8];
+        fwd_tag(table, tag);
+        rc = run_with_fwd(&n, c, FWD_CHAIN, tag, NULL, err, what);
         nft_close(&n);
     }
     free(c);

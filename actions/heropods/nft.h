@@ -102,4 +102,10 @@ void hero_nft_port_ref(const char *table, hero_nft_proto_t proto, uint16_t host_
 int hero_nft_port_ref_parse(const char *ref, char table[HERO_NFT_TABLE_MAX],
                             hero_nft_proto_t *proto, uint16_t *host_port);
 
+/* The overlay's veths (vmyh-*, vygh-*) through the host's `ip6 filter FORWARD`
+ * chain (ip6tables-nft; docker sets its policy to DROP): two accept rules per name
+ * pattern at its top, tagged "hero:overlay", replaced on every call. Nothing when
+ * the chain does not exist. */
+int hero_nft_overlay_forward(hero_error_t *err);
+
 #endif

@@ -25,6 +25,7 @@
 #include "actions/actions.h"
 #include "heropods.h"
 #include "net.h"
+#include "nft.h"
 #include "pods.h"
 #include "runtime/fs.h"
 #include "runtime/http.h"
@@ -279,7 +280,8 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
     char *key = hero_xasprintf("overlay.%s", op->in->name);
     int rc = 0;
     if (hero_pods_overlay_parse(text, &ov, &e) < 0 ||
-        hero_store_meta_put(op->in->store, key, text, &e) < 0 || hero_net_ipv6_forwarding(&e) < 0)
+        hero_store_meta_put(op->in->store, key, text, &e) < 0 || hero_net_ipv6_forwarding(&e) < 0 ||
+        hero_nft_overlay_forward(&e) < 0)
         rc = -1;
     free(key);
     free(text);

@@ -170,6 +170,10 @@ mycelium_line() {
 
 @test "mycelium (double): a container on host B fetches from a container on host A over the overlay" {
   two_hosts
+  # host A forwards IPv6 the way docker leaves it: ip6 filter FORWARD, policy drop
+  in_host A nft add table ip6 filter
+  in_host A nft add chain ip6 filter FORWARD '{ type filter hook forward priority filter; policy drop; }'
+
   HOST_NOW=A
   { mycelium_line "tcp://[${ULA}2]:9651"; server_lines srv; } | pb A up
   HOST_NOW=B
@@ -194,6 +198,23 @@ mycelium_line() {
   echo "# fetch: $output" >&2
   [ "$status" -eq 0 ]
   [ "$output" = srv ]
+  # through the drop policy thanks to hero's rules, tagged; without them, nothing passes
+  run in_host A nft -a list chain ip6 filter FORWARD
+  [ "$(grep -c 'comment "hero:overlay"' <<< "$output")" -eq 4 ]
+  for h in $(grep 'comment "hero:overlay"' <<< "$output" | sed 's/.*# handle //'); do
+    in_host A nft delete rule ip6 filter FORWARD handle "$h"
+  done
+  run pods B exec cli -- timeout 3 wget -q -O - "http://[$a]:8080/"
+  [ "$status" -ne 0 ]
+  # a rerun of enable_mycelium puts them back
+  HOST_NOW=A
+  mycelium_line "tcp://[${ULA}2]:9651" | pb A enable
+  hrun A enable
+  [ "$status" -eq 0 ]
+  run in_host A nft list chain ip6 filter FORWARD
+  [ "$(grep -c 'comment "hero:overlay"' <<< "$output")" -eq 4 ]
+  run fetch B cli "$a"
+  [ "$status" -eq 0 ] && [ "$output" = srv ]
   # the route in the container and the host end
   run pods A exec srv -- ip -6 route
   [[ "$output" == *"400::/7 via fe80::1"* ]]
