@@ -460,6 +460,22 @@ int hero_net_link_delete(const char *name, hero_error_t *err)
 
 /* ---- a container's veth ---- */
 
+/* Opens the network namespace of `pid` (the fd is returned) and a netlink socket of
+ * the host's in *nl; -1 with err when either fails (nothing is left open then). */
+static int ns_and_socket(int pid, nl_t *nl, hero_error_t *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0)
+        return hero_error_set(err, errno, "cannot open the network namespace of pid %d", pid);
+    if (nl_open(nl, err) < 0) {
+        close(nsfd);
+        return -1;
+    }
+    return nsfd;
+}
+
 /* A veth pair: `host_name` here, up (enslaved to the link `master` unless it is 0),
  * and `peer_name` made directly in the namespace nsfd. 0 or -errno. */
 static int veth_create(nl_t *nl, const char *host_name, int master, const char *peer_name,
@@ -537,16 +553,10 @@ int hero_net_veth_attach(int pid, const char *host_name, const char *bridge, uin
     if (check_ifname(host_name, "host-side veth", err) < 0 ||
         check_ifname(bridge, "bridge", err) < 0 || check_prefix(prefix_len, err) < 0)
         return -1;
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
-    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0)
-        return hero_error_set(err, errno, "cannot open the network namespace of pid %d", pid);
     nl_t nl;
-    if (nl_open(&nl, err) < 0) {
-        close(nsfd);
+    int nsfd = ns_and_socket(pid, &nl, err);
+    if (nsfd < 0)
         return -1;
-    }
     int rc = -1, r;
     link_info_t br;
     if ((r = link_get(&nl, bridge, &br)) < 0) {
@@ -664,16 +674,10 @@ int hero_net_overlay_attach(int pid, const char *host_name, const char *ctr_name
         return -1;
     if (range_len < 1 || range_len > 128)
         return hero_error_set(err, 0, "prefix length %d is not between 1 and 128", range_len);
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
-    int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (nsfd < 0)
-        return hero_error_set(err, errno, "cannot open the network namespace of pid %d", pid);
     nl_t nl;
-    if (nl_open(&nl, err) < 0) {
-        close(nsfd);
+    int nsfd = ns_and_socket(pid, &nl, err);
+    if (nsfd < 0)
         return -1;
-    }
     int rc = -1, r;
     if ((r = veth_create(&nl, host_name, 0, ctr_name, nsfd)) < 0) {
         nl_fail(err, &nl, -r, "cannot create veth %s", host_name);

@@ -23,3 +23,20 @@ in_host() {
   eval "pid=\$HOLD_$h"
   nsenter --net="/proc/$pid/ns/net" -- "$@"
 }
+
+# two_hosts: hosts A and B joined by a veth ($VA in A, $VB in B, names the test
+# picks), A = ${ULA}1 and 192.0.2.1, B = ${ULA}2 and 192.0.2.2 (ULA and TEST-NET-1
+# addresses, only ever inside these two namespaces)
+two_hosts() {
+  host A
+  host B
+  ip link add "$VA" type veth peer name "$VB"
+  ip link set "$VA" netns "$HOLD_A"
+  ip link set "$VB" netns "$HOLD_B"
+  in_host A ip addr add "${ULA}1/64" dev "$VA" nodad
+  in_host B ip addr add "${ULA}2/64" dev "$VB" nodad
+  in_host A ip addr add 192.0.2.1/24 dev "$VA"
+  in_host B ip addr add 192.0.2.2/24 dev "$VB"
+  in_host A ip link set "$VA" up
+  in_host B ip link set "$VB" up
+}

@@ -88,19 +88,6 @@ ns_pids() {
   return 0
 }
 
-# two_hosts: A = ${ULA}1, B = ${ULA}2 on one veth
-two_hosts() {
-  host A
-  host B
-  ip link add "$VA" type veth peer name "$VB"
-  ip link set "$VA" netns "$HOLD_A"
-  ip link set "$VB" netns "$HOLD_B"
-  in_host A ip addr add "${ULA}1/64" dev "$VA" nodad
-  in_host B ip addr add "${ULA}2/64" dev "$VB" nodad
-  in_host A ip link set "$VA" up
-  in_host B ip link set "$VB" up
-}
-
 # hdr HOST [EXTRA...]: the configure line of that host's instance
 hdr() {
   local h=$1 o=1
