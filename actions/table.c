@@ -97,8 +97,10 @@ static const hero_param_def_t p_enable_yggdrasil[] = {
     P("peers", HERO_T_LIST, false, "", "peers to connect to, such as tcp://[fd00::2]:9001",
       .check = hero_check_peer),
     P("multicast", HERO_T_BOOL, false, "false", "discover peers by multicast on every interface"),
-    P("key_path", HERO_T_STR, false, NULL, "the node's private key (128 hex digits, as yggdrasil's PrivateKey); ~ expands",
-      .defdoc = "a key of hero's own in <base_dir>/overlay/yggdrasil.key", .check = hero_check_nonempty),
+    P("key_path", HERO_T_STR, false, NULL,
+      "the node's private key (128 hex digits, as yggdrasil's PrivateKey); ~ expands; without "
+      "it hero makes one in <base_dir>/overlay/yggdrasil.key",
+      .defdoc = "hero's own", .check = hero_check_nonempty),
 };
 
 static const hero_param_def_t p_container_new[] = {
