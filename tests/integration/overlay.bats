@@ -377,7 +377,8 @@ EOF
   in_host A "$HERO" run "$T/A-killed.hs" > /dev/null 2>&1 &
   hero_pid=$!
   for i in $(seq 100); do
-    pending=$(sqlite3 "$T/A/hero.db" "SELECT json_extract(value, '\$.pid') FROM meta WHERE key='overlay-daemon.ov${N}A'")
+    # hero writes the store meanwhile: wait for its lock, and try again when busy
+    pending=$(sqlite3 -cmd '.timeout 5000' "$T/A/hero.db" "SELECT json_extract(value, '\$.pid') FROM meta WHERE key='overlay-daemon.ov${N}A'" 2> /dev/null) || pending=""
     [ -z "$pending" ] || break
     sleep 0.1
   done
