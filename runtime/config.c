@@ -1,7 +1,6 @@
 /* The configuration file: locate it, parse it with libyaml's document API, check the
  * shape, and collect warnings for unknown keys. Nothing is printed here. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <yaml.h>
 
 #include "runtime/config.h"
+#include "runtime/fs.h"
 
 #define CONFIG_SYSTEM_PATH "/etc/hero/config.yaml"
 #define CONFIG_USER_PATH ".config/hero/config.yaml" /* under $HOME */
@@ -129,15 +129,6 @@ static int config_int(config_loader_t *l, const yaml_node_t *n, const char *what
 }
 
 /* The home directory: $HOME, else the password database. NULL if neither. */
-static const char *config_home(void)
-{
-    const char *h = getenv("HOME");
-    if (h && *h)
-        return h;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
-}
-
 /* A path value: "~" and "~/x" use the home directory, "~user/x" that user's; a
  * relative path is taken relative to the configuration file's directory. */
 static int config_path(config_loader_t *l, const yaml_node_t *n, const char *what,
@@ -153,22 +144,14 @@ static int config_path(config_loader_t *l, const yaml_node_t *n, const char *wha
         return -1;
     char *out;
     if (v[0] == '~') {
-        const char *rest = v + 1 + strcspn(v + 1, "/"); /* "" or "/..." */
-        const char *home;
-        if (rest == v + 1) {
-            home = config_home();
-        } else {
-            char *user = hero_xstrndup(v + 1, (size_t)(rest - v - 1));
-            struct passwd *pw = getpwnam(user);
-            free(user);
-            home = pw ? pw->pw_dir : NULL;
-        }
-        if (!home) {
-            config_fail(l, n, "%s: cannot expand '%s': no such home directory", what, v);
+        hero_error_t e = HERO_ERROR_INIT;
+        out = hero_fs_expand_home(v, &e);
+        if (!out) {
+            config_fail(l, n, "%s: %s", what, e.msg);
+            hero_error_clear(&e);
             free(v);
             return -1;
         }
-        out = hero_xasprintf("%s%s", home, rest);
     } else if (v[0] != '/') {
         const char *slash = strrchr(l->path, '/');
         out = slash ? hero_xasprintf("%.*s/%s", (int)(slash - l->path), l->path, v)
@@ -384,9 +367,8 @@ int hero_config_load(const char *path, hero_config_t *out, char ***warnings,
         rc = config_file(&l, env, false, " (from $HERO_CONFIG)", out);
     } else {
         rc = 1;
-        const char *home = config_home();
-        if (home) {
-            char *user = hero_xasprintf("%s/%s", home, CONFIG_USER_PATH);
+        char *user = hero_fs_expand_home("~/" CONFIG_USER_PATH, NULL);
+        if (user) {
             rc = config_file(&l, user, true, "", out);
             free(user);
         }

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,4 +180,29 @@ void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
         free(p);
     }
     closedir(d);
+}
+
+char *hero_fs_expand_home(const char *path, hero_error_t *err)
+{
+    if (path[0] != '~')
+        return hero_xstrdup(path);
+    const char *rest = path + 1 + strcspn(path + 1, "/"); /* "" or "/..." */
+    const char *home = NULL;
+    if (rest == path + 1) {
+        home = getenv("HOME");
+        if (!home || !*home) {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
+        }
+    } else {
+        char *user = hero_xstrndup(path + 1, (size_t)(rest - path - 1));
+        struct passwd *pw = getpwnam(user);
+        free(user);
+        home = pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : NULL;
+    }
+    if (!home) {
+        hero_error_set(err, 0, "cannot expand '%s': no such home directory", path);
+        return NULL;
+    }
+    return hero_xasprintf("%s%s", home, rest);
 }

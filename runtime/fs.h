@@ -26,4 +26,9 @@ int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_er
  * last changed more than max_age_s seconds ago (what a killed process left). */
 void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s);
 
+/* A path with its leading "~" (the home directory: $HOME, else the passwd entry)
+ * or "~user" expanded; any other path is copied as it is. NULL with err when there
+ * is no such home directory. The caller frees. */
+char *hero_fs_expand_home(const char *path, hero_error_t *err);
+
 #endif

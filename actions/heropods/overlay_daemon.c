@@ -12,7 +12,6 @@
 #include <ifaddrs.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -882,25 +881,21 @@ static int yg_write_config(ov_op_t *op, hero_error_t *err)
 
 /* ======================= the actions ======================= */
 
-/* "~" and "~/x": the home directory ($HOME, else the passwd entry). */
-static char *expand_home(const char *p)
-{
-    if (!p || p[0] != '~' || (p[1] && p[1] != '/'))
-        return p ? hero_xstrdup(p) : NULL;
-    const char *home = getenv("HOME");
-    if (!home || !*home) {
-        struct passwd *pw = getpwuid(getuid());
-        home = pw ? pw->pw_dir : "/";
-    }
-    return hero_xasprintf("%s%s", home, p + 1);
-}
-
 static ov_op_t *op_new(hero_task_t *t, ov_kind_t kind, hero_error_t *err)
 {
     hero_pods_instance_t *in;
     if (hero_pods_instance_get(t->instance ? t->instance : "default", &in, err) < 0)
         return NULL;
+    /* both actions take key_path ("~" expands); yggdrasil's may be absent */
+    char *key = hero_arg_str(t->action, "key_path"), *expanded = NULL;
+    if (key && !(expanded = hero_fs_expand_home(key, err))) {
+        hero_error_wrap(err, "key_path");
+        free(key);
+        return NULL;
+    }
+    free(key);
     ov_op_t *op = hero_xcalloc(1, sizeof(*op));
+    op->key = expanded;
     op->t = t;
     op->in = in;
     op->kind = kind;
@@ -923,9 +918,6 @@ int hero_heropods_enable_mycelium_start(hero_task_t *t, hero_error_t *err)
     const hs_action_t *a = t->action;
     op->version = hero_arg_str(a, "version");
     op->range = hero_arg_str(a, "ipv6_range");
-    char *k = hero_arg_str(a, "key_path");
-    op->key = expand_home(k);
-    free(k);
     op->peers = hero_arg_list(a, "peers");
     op->api = hero_arg_str(a, "api_addr");
     op->tun = hero_arg_str(a, "tun_name");
@@ -940,9 +932,6 @@ int hero_heropods_enable_yggdrasil_start(hero_task_t *t, hero_error_t *err)
         return -1;
     const hs_action_t *a = t->action;
     op->range = hero_xstrdup("200::/7");
-    char *k = hero_arg_str(a, "key_path");
-    op->key = expand_home(k);
-    free(k);
     op->peers = hero_arg_list(a, "peers");
     op->listen = hero_arg_list(a, "listen");
     op->multicast = hero_arg_bool(a, "multicast");
