@@ -34,9 +34,10 @@ static void proc_done(hero_proc_t *p, const hero_proc_result_t *r, void *data)
     ask_t *a = data;
     if (!r->term_signal && r->exit_status == 0)
         a->answer = json_loads(r->out, 0, NULL);
-    if (!a->answer)
-        a->error = hero_xstrndup(r->err_len ? r->err : "no answer",
-                                 strcspn(r->err_len ? r->err : "no answer", "\n"));
+    if (!a->answer) {
+        const char *why = r->err_len ? r->err : "no answer";
+        a->error = hero_xstrndup(why, strcspn(why, "\n"));
+    }
 }
 
 /* The daemon's peers as [{"endpoint","type","state"}], or NULL with a->error. */

@@ -17,13 +17,12 @@
 #include "net.h"
 #include "pods.h"
 
-static char *note_key(const char *instance)
+char *hero_pods_overlay_key(const char *instance, bool pending)
 {
-    return hero_xasprintf("overlay.%s", instance);
+    return hero_xasprintf(pending ? "overlay-daemon.%s" : "overlay.%s", instance);
 }
 
-/* "a:b:c:d::/64" -> its first 64 bits in *net; 0, or -1 when it is not a /64. */
-static int parse_64(const char *subnet, struct in6_addr *net)
+int hero_pods_overlay_prefix(const char *subnet, struct in6_addr *net)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     const char *slash = strchr(subnet, '/');
@@ -67,7 +66,7 @@ int hero_pods_overlay_parse(const char *json, hero_pods_overlay_t *ov, hero_erro
     const char *slash = range ? strchr(range, '/') : NULL;
     if (!kind || !subnet || !range || !slash || (size_t)(slash - range) >= INET6_ADDRSTRLEN ||
         strlen(kind) >= sizeof(ov->kind) || strlen(subnet) >= sizeof(ov->subnet) ||
-        parse_64(subnet, &ov->prefix) < 0) {
+        hero_pods_overlay_prefix(subnet, &ov->prefix) < 0) {
         rc = hero_error_set(err, 0, "the stored overlay settings are damaged: %s", json);
     } else {
         snprintf(ov->kind, sizeof(ov->kind), "%s", kind);
@@ -88,7 +87,7 @@ int hero_pods_overlay_get(hero_pods_instance_t *in, const hero_pods_overlay_t **
 {
     *out = NULL;
     if (in->overlay_state == 0) {
-        char *key = note_key(in->name), *v = NULL;
+        char *key = hero_pods_overlay_key(in->name, false), *v = NULL;
         int rc = hero_store_meta_get(in->store, key, &v, err);
         free(key);
         if (rc < 0)
@@ -133,9 +132,14 @@ int hero_pods_overlay_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, hero
         return -1;
     struct in6_addr a = ov->prefix;
     set_low64(&a, h);
+    /* forwarding once per process (a later run, after a reboot, sets it again) */
+    static bool forwarding;
+    if (!forwarding && hero_net_ipv6_forwarding(err) < 0)
+        return hero_error_wrap(err, "the %s overlay", ov->kind);
+    forwarding = true;
     /* a link of this name is ours from an earlier start that was cut short */
     if (hero_store_hostobj_add(in->store, id, HERO_OBJ_LINK, host, err) < 0 ||
-        hero_net_link_delete(host, err) < 0 || hero_net_ipv6_forwarding(err) < 0 ||
+        hero_net_link_delete(host, err) < 0 ||
         hero_net_overlay_attach(pid, host, ctr, &a, &ov->range, ov->range_len, err) < 0)
         return hero_error_wrap(err, "the %s overlay", ov->kind);
     return 0;
@@ -150,7 +154,7 @@ int hero_pods_overlay_addr(hero_store_t *s, int64_t id, char out[INET6_ADDRSTRLE
     if (rc != 0)
         return rc;
     struct in6_addr a;
-    if (parse_64(subnet, &a) < 0) {
+    if (hero_pods_overlay_prefix(subnet, &a) < 0) {
         free(subnet);
         return 1;
     }
@@ -228,9 +232,9 @@ static int reset_note(hero_store_t *st, const char *key, bool nested, hero_error
 
 int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err)
 {
-    char *key = note_key(in->name);
+    char *key = hero_pods_overlay_key(in->name, false);
     /* a daemon an enable started and a killed hero never made the instance's */
-    char *pending = hero_xasprintf("overlay-daemon.%s", in->name);
+    char *pending = hero_pods_overlay_key(in->name, true);
     int rc = reset_note(in->store, key, true, err);
     if (rc == 0)
         rc = reset_note(in->store, pending, false, err);

@@ -90,10 +90,9 @@ static void op_free_cb(uv_handle_t *h)
 /* The last lines of the daemon's log, for an error (caller frees; "" when none). */
 static char *log_tail(const char *path)
 {
-    char *out = hero_xstrdup("");
     FILE *f = path ? fopen(path, "re") : NULL;
     if (!f)
-        return out;
+        return hero_xstrdup("");
     char buf[1024];
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
@@ -112,25 +111,27 @@ static char *log_tail(const char *path)
             lines++;
     if (*p == '\n')
         p++;
-    free(out);
-    out = hero_xstrdup(p);
+    char *out = hero_xstrdup(p);
     for (char *c = out; *c; c++)
         if (*c == '\n')
             *c = '|';
     return out;
 }
 
+/* {pid, start, log} of the daemon hero started: how a later process finds it (and
+ * knows it is still that process). */
+static json_t *daemon_json(const ov_op_t *op)
+{
+    return json_pack("{s:i, s:I, s:s}", "pid", op->daemon_pid, "start",
+                     (json_int_t)op->daemon_start, "log", op->log);
+}
+
 /* The note that names a daemon hero started and has not yet made the instance's
  * (see hero_pods_overlay_reset): written as soon as it runs, so a hero killed while
  * waiting for it leaves a record a later reset acts on. */
-static char *pending_key(const ov_op_t *op)
-{
-    return hero_xasprintf("overlay-daemon.%s", op->in->name);
-}
-
 static void forget_pending(ov_op_t *op)
 {
-    char *key = pending_key(op);
+    char *key = hero_pods_overlay_key(op->in->name, true);
     hero_store_meta_del(op->in->store, key, NULL);
     free(key);
 }
@@ -229,18 +230,15 @@ static int version_check(ov_op_t *op, const char *have, const char *from, hero_e
 static void node_address_in(const char *subnet, char out[INET6_ADDRSTRLEN])
 {
     strcpy(out, "::");
-    hero_pods_overlay_t probe;
-    char *json = hero_xasprintf("{\"kind\":\"x\",\"subnet\":\"%s\",\"range\":\"::/1\"}", subnet);
-    int bad = hero_pods_overlay_parse(json, &probe, NULL);
-    free(json);
+    struct in6_addr prefix;
     struct ifaddrs *ifs;
-    if (bad || getifaddrs(&ifs) < 0)
+    if (hero_pods_overlay_prefix(subnet, &prefix) < 0 || getifaddrs(&ifs) < 0)
         return;
     for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
         if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET6)
             continue;
         const struct in6_addr *a = &((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-        if (memcmp(a->s6_addr, probe.prefix.s6_addr, 8) == 0) {
+        if (memcmp(a->s6_addr, prefix.s6_addr, 8) == 0) {
             inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
             break;
         }
@@ -254,13 +252,12 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
     hero_error_t e = HERO_ERROR_INIT;
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind_name(op), "subnet", subnet,
                           "node", node, "range", op->range, "api", op->api);
-    if (op->daemon_pid > 0)
-        json_object_set_new(j, "daemon", json_pack("{s:i, s:I, s:s}", "pid", op->daemon_pid,
-                                                   "start", (json_int_t)op->daemon_start, "log",
-                                                   op->log));
-    else {
+    char *key = hero_pods_overlay_key(op->in->name, false);
+    if (op->daemon_pid > 0) {
+        json_object_set_new(j, "daemon", daemon_json(op));
+    } else {
         /* the daemon an earlier enable started stays recorded while it runs */
-        char *key = hero_xasprintf("overlay.%s", op->in->name), *old = NULL;
+        char *old = NULL;
         if (hero_store_meta_get(op->in->store, key, &old, NULL) == 0) {
             json_t *o = json_loads(old, 0, NULL);
             json_t *d = json_object_get(o, "daemon");
@@ -271,12 +268,10 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
             json_decref(o);
         }
         free(old);
-        free(key);
     }
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     hero_pods_overlay_t ov;
-    char *key = hero_xasprintf("overlay.%s", op->in->name);
     int rc = 0;
     if (hero_pods_overlay_parse(text, &ov, &e) < 0 ||
         hero_store_meta_put(op->in->store, key, text, &e) < 0 || hero_net_ipv6_forwarding(&e) < 0 ||
@@ -335,9 +330,9 @@ static int spawn_daemon(ov_op_t *op, const char *const *argv, hero_error_t *err)
     op->daemon_pid = hero_proc_pid(p);
     hero_proc_detach(p);
     op->daemon_start = hero_pods_proc_start_time(op->daemon_pid);
-    json_t *j = json_pack("{s:i, s:I, s:s}", "pid", op->daemon_pid, "start",
-                          (json_int_t)op->daemon_start, "log", op->log);
-    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS), *key = pending_key(op);
+    json_t *j = daemon_json(op);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    char *key = hero_pods_overlay_key(op->in->name, true);
     json_decref(j);
     rc = hero_store_meta_put(op->in->store, key, text, err);
     free(key);
@@ -717,7 +712,7 @@ static void yg_peer_added(hero_proc_t *p, const hero_proc_result_t *r, void *dat
 {
     (void)p;
     ov_op_t *op = data;
-    bool had = r->out && (strstr(r->out, "already") || strstr(r->err, "already"));
+    bool had = strstr(r->out, "already") || strstr(r->err, "already");
     if ((r->term_signal || r->exit_status != 0) && !had) {
         op_failf(op, "yggdrasilctl addpeer %s failed: %.200s%.200s", op->peers[op->next_peer - 1],
                  r->out, r->err);

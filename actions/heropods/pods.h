@@ -167,6 +167,13 @@ void hero_pods_teardown(uv_loop_t *loop, hero_pods_instance_t *in, int64_t id, b
 /* The instance's overlay node (*out NULL when it has none), read once from the store. */
 int hero_pods_overlay_get(hero_pods_instance_t *in, const hero_pods_overlay_t **out,
                           hero_error_t *err);
+/* The store note of an instance's overlay ("overlay.<instance>"), or with `pending`
+ * of a daemon an enable started and has not yet made the instance's
+ * ("overlay-daemon.<instance>"). The caller frees. */
+char *hero_pods_overlay_key(const char *instance, bool pending);
+/* "a:b:c:d::/64" -> its first 64 bits in *net (the rest zero); 0, or -1 when it is
+ * not an IPv6 /64. */
+int hero_pods_overlay_prefix(const char *subnet, struct in6_addr *net);
 /* Parses the stored form {"kind","subnet","node","range",...}. */
 int hero_pods_overlay_parse(const char *json, hero_pods_overlay_t *ov, hero_error_t *err);
 /* Makes the next hero_pods_overlay_get read the store again. */
