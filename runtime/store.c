@@ -247,6 +247,20 @@ void hero_store_rollback(hero_store_t *s)
         tx_sql(s, sql_rollback, NULL);
 }
 
+/* Ends a call's own transaction (`own`: it opened one; otherwise it ran inside the
+ * caller's, which the caller ends): commit when rc >= 0, roll back otherwise.
+ * 0, or -1 when rc < 0 or the commit fails. */
+static int own_end(hero_store_t *s, bool own, int rc, hero_error_t *err)
+{
+    if (own) {
+        if (rc < 0)
+            hero_store_rollback(s);
+        else if (hero_store_commit(s, err) < 0)
+            rc = -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 int hero_store_batch_begin(hero_store_t *s, hero_error_t *err)
 {
     if (s->batch++ > 0 || s->depth)
@@ -601,13 +615,7 @@ int hero_store_container_forget(hero_store_t *s, int64_t id, hero_error_t *err)
         sqlite3_bind_int64(st, 1, id);
         rc = run_done(s, st, what[i], err);
     }
-    if (own) {
-        if (rc < 0)
-            hero_store_rollback(s); /* all or nothing: the records stay for the next try */
-        else if (hero_store_commit(s, err) < 0)
-            rc = -1;
-    }
-    return rc;
+    return own_end(s, own, rc, err); /* all or nothing: the records stay for the next try */
 }
 
 int hero_store_container_list(hero_store_t *s, const char *instance, hero_container_rec_t **v,
@@ -908,13 +916,7 @@ int hero_store_lease_ipv4(hero_store_t *s, const char *instance, uint32_t net, i
             }
         }
     }
-    if (own) {
-        if (rc < 0)
-            hero_store_rollback(s);
-        else if (hero_store_commit(s, err) < 0)
-            rc = -1;
-    }
-    return rc < 0 ? -1 : 0;
+    return own_end(s, own, rc, err);
 }
 
 int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t *err)
@@ -1020,13 +1022,7 @@ int hero_store_overlay_lease(hero_store_t *s, const char *subnet, uint64_t avoid
             *host = h;
     }
     free(have);
-    if (own) {
-        if (rc < 0)
-            hero_store_rollback(s);
-        else if (hero_store_commit(s, err) < 0)
-            rc = -1;
-    }
-    return rc < 0 ? -1 : 0;
+    return own_end(s, own, rc, err);
 }
 
 /* ---- host objects ---- */
