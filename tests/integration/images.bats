@@ -17,6 +17,7 @@
 bats_require_minimum_version 1.5.0
 
 load ../fixtures/registry
+load lib
 
 # ---------------------------------------------------------------- file set-up
 
@@ -192,53 +193,19 @@ set_hdr() {
 
 teardown() {
   [ -n "${BASE:-}" ] || return 0
-  local c
   if [ -d "$BASE" ] && [ -n "$CTRS" ]; then
-    { printf '%s\n' "$HDR"; for c in $CTRS; do echo "!!heropods.container_delete name:'$c'"; done; } \
-      > "$BASE/cleanup.hs"
+    write_cleanup
     "$HERO" run "$BASE/cleanup.hs" > /dev/null 2>&1 || true
   fi
   if [ -n "$PODMAN_DIR" ] && [ -d "$PODMAN_DIR" ]; then
     podman rm -af -t 0 > /dev/null 2>&1 || true
     podman rmi -af > /dev/null 2>&1 || true
   fi
-  if [ -d "$BASE/crun" ]; then
-    for c in $("$CRUN" --root "$BASE/crun" list -q 2> /dev/null); do
-      "$CRUN" --root "$BASE/crun" delete -f "$c" > /dev/null 2>&1 || true
-    done
-  fi
-  for c in $(awk -v b="$BASE" 'index($5, b "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-    umount -l "$c" 2> /dev/null || true
-  done
+  force_remove "$BASE"
   ip link del "$BR" 2> /dev/null || true
-  awk -v b="$BASE" 'index($5, b "/") == 1 { found = 1 } END { exit found }' /proc/self/mountinfo &&
-    rm -rf "$BASE"
 }
 
 # ---------------------------------------------------------------- helpers
-
-# pb NAME: writes $BASE/NAME.hs: the configure line (line 1), then stdin
-pb() {
-  { printf '%s\n' "$HDR"; cat; } > "$BASE/$1.hs"
-}
-
-# hero_run NAME [ARGS...]: runs playbook NAME; $status, $output, $stderr as bats's run
-hero_run() {
-  local f=$1
-  shift
-  run --separate-stderr "$HERO" run "$@" "$BASE/$f.hs"
-  echo "# hero run $f.hs: status $status" >&2
-  [ -z "$output" ] || printf '# stdout: %s\n' "${lines[@]}" >&2
-  [ -z "$stderr" ] || printf '# stderr: %s\n' "${stderr_lines[@]}" >&2
-}
-
-# fails COMMAND...: COMMAND fails (a bare `! cmd` never fails a bats test)
-fails() {
-  if "$@"; then
-    echo "expected to fail: $*" >&2
-    return 1
-  fi
-}
 
 # first_error_is FILE LINE REGEX: stderr holds one diagnostic, at FILE:LINE, whose
 # message matches REGEX; ERR is set to that line

@@ -10,6 +10,7 @@
 # name is ever looked up outside.
 
 bats_require_minimum_version 1.5.0
+load lib
 
 setup() {
   [ "$(id -u)" -eq 0 ] || skip "needs root: real bridges, veths and nftables rules"
@@ -51,18 +52,10 @@ teardown() {
     wait "$p" 2> /dev/null || true
   done
   if [ -d "$BASE" ] && [ -n "$CTRS" ]; then
-    { printf '%s\n' "$HDR"; for p in $CTRS; do echo "!!heropods.container_delete name:'$p'"; done; } \
-      > "$BASE/cleanup.hs"
+    write_cleanup
     "$HERO" run "$BASE/cleanup.hs" > /dev/null 2>&1 || true
   fi
-  if [ -d "$BASE/crun" ]; then
-    for p in $("$CRUN" --root "$BASE/crun" list -q 2> /dev/null); do
-      "$CRUN" --root "$BASE/crun" delete -f "$p" > /dev/null 2>&1 || true
-    done
-  fi
-  for p in $(awk -v b="$BASE" 'index($5, b "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
-    umount -l "$p" 2> /dev/null || true
-  done
+  force_remove "$BASE"
   ip link del "$BR" 2> /dev/null || true
   ip link del hout$N 2> /dev/null || true
   local t
@@ -70,21 +63,6 @@ teardown() {
     case $t in *_"$BR") nft delete table ip "$t" 2> /dev/null || true ;; esac
   done
   nft delete table ip filter 2> /dev/null || true
-  rm -rf "$BASE"
-}
-
-# pb NAME: writes $BASE/NAME.hs: the configure line, then stdin
-pb() {
-  { printf '%s\n' "$HDR"; cat; } > "$BASE/$1.hs"
-}
-
-hero_run() {
-  local f=$1
-  shift
-  run --separate-stderr "$HERO" run "$@" "$BASE/$f.hs"
-  echo "# hero run $f.hs: status $status" >&2
-  [ -z "$output" ] || printf '# stdout: %s\n' "${lines[@]}" >&2
-  [ -z "$stderr" ] || printf '# stderr: %s\n' "${stderr_lines[@]}" >&2
 }
 
 # ctr_ip NAME: the address on eth0 inside the container, as the container sees it
@@ -122,14 +100,6 @@ host_links() { # the host ends of this store's veths
   local uid
   uid=$(sqlite3 "$BASE/hero.db" "SELECT value FROM meta WHERE key = 'uid';")
   ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | grep "^vh${uid:0:6}" || true
-}
-
-# fails COMMAND...: COMMAND fails (a bare `! cmd` never fails a bats test)
-fails() {
-  if "$@"; then
-    echo "expected to fail: $*" >&2
-    return 1
-  fi
 }
 
 # in_map PORT: the instance's map of published ports has the host port
