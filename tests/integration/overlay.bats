@@ -155,18 +155,25 @@ mycelium_line() {
   echo "!!heropods.enable_mycelium version:'0.7.0' ipv6_range:'400::/7' key_path:'$T/key-$HOST_NOW' peers:['$peer'] $*"
 }
 
+# mycelium_pair SERVER...: keys and the playbooks A-up.hs (the double peered with B,
+# then the servers) and B-up.hs (the double peered with A, then a client `cli`)
+mycelium_pair() {
+  local c
+  HOST_NOW=A
+  { mycelium_line "tcp://[${ULA}2]:9651"; for c in "$@"; do server_lines "$c"; done; } | pb A up
+  HOST_NOW=B
+  { mycelium_line "tcp://[${ULA}1]:9651"; client_lines cli; } | pb B up
+  head -c 32 /dev/urandom > "$T/key-A"
+  head -c 32 /dev/urandom > "$T/key-B"
+}
+
 @test "mycelium (double): a container on host B fetches from a container on host A over the overlay" {
   two_hosts
   # host A forwards IPv6 the way docker leaves it: ip6 filter FORWARD, policy drop
   in_host A nft add table ip6 filter
   in_host A nft add chain ip6 filter FORWARD '{ type filter hook forward priority filter; policy drop; }'
 
-  HOST_NOW=A
-  { mycelium_line "tcp://[${ULA}2]:9651"; server_lines srv; } | pb A up
-  HOST_NOW=B
-  { mycelium_line "tcp://[${ULA}1]:9651"; client_lines cli; } | pb B up
-  head -c 32 /dev/urandom > "$T/key-A"
-  head -c 32 /dev/urandom > "$T/key-B"
+  mycelium_pair srv
   hrun A up
   [ "$status" -eq 0 ]
   [[ "$output" == *"mycelium: node 4"* || "$output" == *"mycelium: node 5"* ]]
@@ -217,12 +224,7 @@ mycelium_line() {
 
 @test "mycelium (double): two containers get distinct, stable addresses; deleting one leaves the other reachable" {
   two_hosts
-  HOST_NOW=A
-  { mycelium_line "tcp://[${ULA}2]:9651"; server_lines s1; server_lines s2; } | pb A up
-  HOST_NOW=B
-  { mycelium_line "tcp://[${ULA}1]:9651"; client_lines cli; } | pb B up
-  head -c 32 /dev/urandom > "$T/key-A"
-  head -c 32 /dev/urandom > "$T/key-B"
+  mycelium_pair s1 s2
   hrun A up
   [ "$status" -eq 0 ]
   hrun B up
