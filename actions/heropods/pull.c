@@ -1,6 +1,8 @@
 /* Pulling an image from a registry into the store, on the loop:
  *
- *   resolve (manifest, config; HEAD first when the image is stored already)
+ *   resolve (manifest, config; HEAD first when the image is stored already); the
+ *      blobs missing from the store start downloading as soon as the manifest is in,
+ *      while the config is fetched
  *   -> per layer, in parallel: its layer dir exists already (shared with another
  *      image: nothing to do), else its blob is fetched (at most 6 at once, by the
  *      registry client) and applied on a threadpool thread into a private temp dir
@@ -89,6 +91,7 @@ typedef struct layer_job {
                                    renamed into place once the download is verified */
     bool applied;               /* the layer dir is in place */
     bool fetched;               /* the blob was downloaded (and verified) by this pull */
+    bool existed;               /* the layer dir was there before this pull */
     bool stream_tried;          /* extraction from the download was started once */
     bool blob_bad;              /* the stored blob is damaged (threadpool part found it) */
     bool refetched;             /* ... and was fetched again */
@@ -122,6 +125,7 @@ struct pull {
     hero_error_t err;           /* the first failure */
     hero_progress_t *prog;
     char *blobs, *layers;       /* <base>/images/blobs/sha256, <base>/images/layers */
+    bool configured;            /* the config is in: the jobs know their diff_ids */
     uv_work_t meta_work;        /* the manifest and the config into the store */
     hero_error_t meta_err;
     pull_t *next;               /* in `pulls` */
@@ -277,7 +281,7 @@ static void job_finished(layer_job_t *j, hero_error_t *err)
     pull_t *p = j->p;
     if (err && !p->err.msg)
         hero_error_set(&p->err, err->code, "layer %.19s: %s", j->digest, err->msg);
-    hero_progress_item_done(p->prog, j->item, err ? "failed" : "done");
+    hero_progress_item_done(p->prog, j->item, err ? "failed" : j->existed ? "exists" : "done");
     pending_done(p);
 }
 
@@ -461,7 +465,9 @@ static void job_step(layer_job_t *j)
 {
     if (j->working || j->fetching)
         return; /* wait: the pull must not end while the download refers to the job */
-    if (j->fetch_err.msg) {
+    if (!j->p->configured)
+        return; /* a download started from the manifest is in: layers_start goes on */
+    if (j->fetch_err.msg && !j->existed) {
         drop_tmp(j); /* a staged layer whose blob failed: nothing is kept */
         j->staged = false;
         job_finished(j, &j->fetch_err);
@@ -507,8 +513,8 @@ static void blob_progress(const char *digest, uint64_t done, uint64_t total, voi
         else
             hero_layer_feed_grow(j->feed, done);
         j->fed = done;
-    } else if (!j->stream_tried && !j->working && j->fetching && j->size > 0 && done > 0 &&
-               streams < STREAMS_MAX) {
+    } else if (j->p->configured && !j->applied && !j->stream_tried && !j->working &&
+               j->fetching && j->size > 0 && done > 0 && streams < STREAMS_MAX) {
         stream_start(j, done);
     }
 }
@@ -599,6 +605,80 @@ static void meta_done(uv_work_t *w, int status)
     pending_done(p);
 }
 
+/* The jobs, one per layer of the manifest; their diff_ids come with the config. */
+static void jobs_make(pull_t *p, const hero_registry_image_t *img)
+{
+    size_t n = img->n_layers;
+    p->jobs = hero_xcalloc(n ? n : 1, sizeof(*p->jobs));
+    p->njobs = n;
+    /* progress only once there is something to fetch (not for an unchanged image) */
+    if (!p->quiet)
+        p->prog = hero_progress_new(stderr, isatty(STDERR_FILENO), p->ref.canonical);
+    for (size_t i = 0; i < n; i++) {
+        layer_job_t *j = &p->jobs[i];
+        j->p = p;
+        j->idx = i;
+        j->digest = hero_xstrdup(img->layers[i].digest);
+        j->size = img->layers[i].size;
+        j->blob = hero_xasprintf("%s/%s", p->blobs, hex_of(j->digest));
+        j->stream_fd = -1;
+        char label[16];
+        snprintf(label, sizeof(label), "%.12s", hex_of(j->digest));
+        j->item = hero_progress_item(p->prog, label, j->size > 0 ? (uint64_t)j->size : 0);
+    }
+}
+
+/* The manifest is in, the config is on its way: the blobs that are not in the store
+ * start downloading now rather than one round trip later. Which layer dirs exist is
+ * only known with the config's diff_ids; a blob that is missing while its layer dir
+ * is there (the same layer compressed otherwise by another image, or a blob removed
+ * by hand) is fetched for nothing, which is rare and costs no correctness. Nothing is
+ * extracted before the config is in (job_step and blob_progress wait for it). */
+static void manifest_known(const hero_registry_image_t *img, void *data)
+{
+    pull_t *p = data;
+    hero_registry_t *r;
+    if (p->jobs || client_get(p->loop, &r, NULL) < 0)
+        return;
+    jobs_make(p, img);
+    for (size_t i = 0; i < p->njobs; i++)
+        if (access(p->jobs[i].blob, F_OK) != 0)
+            blob_fetch(r, &p->jobs[i]);
+}
+
+/* Whether a job of another pull in flight uses this blob. */
+static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
+{
+    for (const pull_t *q = pulls; q; q = q->next)
+        for (size_t i = 0; q != p && i < q->njobs; i++)
+            if (!strcmp(q->jobs[i].blob, blob))
+                return true;
+    return false;
+}
+
+/* Ends a pull that failed before its jobs started (the config did not come, or did not
+ * do). Downloads begun from the manifest go on without them: the client is closed, and
+ * they are cancelled, when no pull is left. Blobs they completed are removed unless
+ * another pull wants them: a failed pull leaves nothing of its own behind. */
+static void pull_abort(pull_t *p, hero_error_t *err)
+{
+    for (size_t i = 0; i < p->njobs; i++) {
+        layer_job_t *j = &p->jobs[i];
+        if (j->fetching) {
+            for (blob_fetch_t *f = fetches; f; f = f->next)
+                for (size_t k = 0; k < f->njobs; k++)
+                    if (f->jobs[k] == j) {
+                        f->jobs[k] = f->jobs[--f->njobs];
+                        break;
+                    }
+            j->fetching = false;
+        } else if (j->fetched && !blob_wanted_elsewhere(p, j->blob)) {
+            unlink(j->blob);
+        }
+    }
+    pull_end(p, err);
+}
+
 static void layers_start(pull_t *p)
 {
     hero_error_t e = HERO_ERROR_INIT;
@@ -610,61 +690,47 @@ static void layers_start(pull_t *p)
                        "image %s: its config lists %zu diff_ids for %zu layers",
                        p->ref.canonical, json_is_array(ids) ? json_array_size(ids) : 0, n);
         json_decref(cfg);
-        pull_end(p, &e);
+        pull_abort(p, &e);
         hero_error_clear(&e);
         return;
     }
-    p->jobs = hero_xcalloc(n ? n : 1, sizeof(*p->jobs));
-    p->njobs = n;
+    hero_registry_t *r;
+    if (client_get(p->loop, &r, &e) < 0) {
+        json_decref(cfg);
+        pull_abort(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    if (!p->jobs)
+        jobs_make(p, p->img);
     for (size_t i = 0; i < n; i++) {
         layer_job_t *j = &p->jobs[i];
         const char *d = json_string_value(json_array_get(ids, i));
-        j->p = p;
-        j->idx = i;
-        j->digest = hero_xstrdup(p->img->layers[i].digest);
         j->diff_id = hero_xstrdup(d ? d : "");
-        j->size = p->img->layers[i].size;
-        j->blob = hero_xasprintf("%s/%s", p->blobs, hex_of(j->digest));
         j->final = hero_xasprintf("%s/%s", p->layers, hex_of(j->diff_id));
-        j->item = -1;
-        j->stream_fd = -1;
     }
     json_decref(cfg);
-    hero_registry_t *r;
-    if (client_get(p->loop, &r, &e) < 0) {
-        pull_end(p, &e);
-        hero_error_clear(&e);
-        return;
-    }
-    /* progress only once there is something to fetch (not for an unchanged image) */
-    if (!p->quiet)
-        p->prog = hero_progress_new(stderr, isatty(STDERR_FILENO), p->ref.canonical);
+    p->configured = true;
     /* one count per layer, one for the manifest and config (meta_work), and a hold of
      * our own: a job may finish (even fail) before the next one starts, and the pull
      * must not end under this loop */
     p->pending = n + 2;
     for (size_t i = 0; i < n; i++) {
         layer_job_t *j = &p->jobs[i];
-        char label[16];
-        snprintf(label, sizeof(label), "%.12s", hex_of(j->digest));
-        j->item = hero_progress_item(p->prog, label, j->size > 0 ? (uint64_t)j->size : 0);
         if (!j->diff_id[0] || strncmp(j->diff_id, "sha256:", 7)) {
-            hero_error_set(&e, EPROTO, "unusable diff_id '%s'", j->diff_id);
-            job_finished(j, &e);
-            hero_error_clear(&e);
+            hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
+        } else if (access(j->final, F_OK) == 0) {
+            /* shared with an image pulled before (a download of its blob that started
+             * from the manifest is let finish: job_step waits for it) */
+            j->applied = j->existed = true;
+        } else if (!j->fetching && !j->fetched && !j->fetch_err.msg) {
+            if (access(j->blob, F_OK) == 0)
+                apply_start(j); /* checks the blob as it reads it (see apply_work) */
+            else
+                blob_fetch(r, j);
             continue;
         }
-        if (access(j->final, F_OK) == 0) {
-            /* shared with an image pulled before */
-            hero_progress_item_done(p->prog, j->item, "exists");
-            p->pending--; /* never the last: the hold is still there */
-            continue;
-        }
-        if (access(j->blob, F_OK) == 0) {
-            apply_start(j); /* checks the blob as it reads it (see apply_work) */
-            continue;
-        }
-        blob_fetch(r, j);
+        job_step(j); /* a download in flight goes on; its bytes are extracted as they come */
     }
     /* the manifest and the config go into the store (each synced) on the threadpool,
      * while the layers download */
@@ -678,7 +744,7 @@ static void resolved(hero_registry_image_t *img, hero_error_t *err, void *data)
     pull_t *p = data;
     if (!img) {
         hero_error_wrap(err, "pulling %s", p->ref.canonical);
-        pull_end(p, err);
+        pull_abort(p, err);
         return;
     }
     p->img = img;
@@ -766,6 +832,7 @@ void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *
         return;
     }
     p->quiet = o->quiet;
-    hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known};
+    hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
+                                       .manifest = manifest_known};
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);
 }

@@ -660,6 +660,7 @@ typedef struct resolve_op {
     hero_platform_t plat;
     char *known;
     hero_registry_resolve_cb cb;
+    hero_registry_manifest_cb manifest_cb;
     void *data;
     hero_registry_image_t *img;
     unsigned depth;         /* indexes followed */
@@ -927,6 +928,9 @@ static void resolve_image_manifest(resolve_op_t *op, reg_req_t *q, const hero_ht
         dst->media_type = hero_xstrdup(lmt ? lmt : "application/vnd.oci.image.layer.v1.tar+gzip");
     }
     img->config_digest = hero_xstrdup(cd);
+    /* before the config's request: a failed send delivers at once and frees op */
+    if (op->manifest_cb)
+        op->manifest_cb(img, op->data);
     char *url = hero_xasprintf("%s/v2/%s/blobs/%s", op->ep.base, op->ep.repository, cd);
     reg_req_t *c = reg_req_new(op->r, REG_BLOB_GET, &op->ep, url, on_config, op);
     c->max_body = (size_t)csize;
@@ -1032,6 +1036,7 @@ void hero_registry_resolve(hero_registry_t *r, const hero_ref_t *ref,
     resolve_op_t *op = hero_xcalloc(1, sizeof(*op));
     op->r = r;
     op->cb = cb;
+    op->manifest_cb = opts->manifest;
     op->data = data;
     op->want_size = -1;
     op->img = hero_xcalloc(1, sizeof(*op->img));

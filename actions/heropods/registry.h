@@ -162,10 +162,18 @@ typedef struct hero_registry_image {
 
 void hero_registry_image_free(hero_registry_image_t *img);
 
+/* The image manifest is in and verified (img has the digests, the media type and the
+ * layers; config is still NULL): called just before the config is asked for, so that
+ * layer downloads can start without waiting for the config's round trip. img
+ * stays the resolve's: it is the one the resolve callback is given later, or freed
+ * before an error is delivered; do not keep it. */
+typedef void (*hero_registry_manifest_cb)(const hero_registry_image_t *img, void *data);
+
 typedef struct hero_registry_resolve_opts {
     const char *platform;       /* "linux/arm64/v8"; NULL: the host's */
     const char *known_digest;   /* the ref_digest of an earlier pull: HEAD before GET,
                                    and the answer is `unchanged` when it still matches */
+    hero_registry_manifest_cb manifest;  /* NULL: none; given the resolve's data */
 } hero_registry_resolve_opts_t;
 
 /* Called once with the image (the callee owns it) or err (then img is NULL). */

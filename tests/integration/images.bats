@@ -180,6 +180,7 @@ setup() {
   BR="hi${N}p$$"
   BR=${BR:0:15}
   CTRS=""
+  RF_PID=""
   PODMAN_DIR=""
   unset HERO_CONFIG
   set_hdr
@@ -192,6 +193,7 @@ set_hdr() {
 }
 
 teardown() {
+  [ -z "${RF_PID:-}" ] || { kill "$RF_PID" 2> /dev/null; wait "$RF_PID" 2> /dev/null || true; }
   [ -n "${BASE:-}" ] || return 0
   if [ -d "$BASE" ] && [ -n "$CTRS" ]; then
     write_cleanup
@@ -613,6 +615,69 @@ EOF
   [ "$(ls "$BASE/images/layers" | wc -l)" -eq 3 ]
   have_layers test/sa:latest
   have_layers test/sb:latest
+}
+
+# regfix_start ARGS...: the registry double (tests/fixtures/regfix.c) serving the
+# file's OCI layout, with ARGS; sets RF (its host:port) and RF_PID (teardown ends it)
+regfix_start() {
+  local bin=$BATS_TEST_DIRNAME/../../build/fixtures/regfix line
+  [ -x "$bin" ] || { echo "$bin missing: make unit builds it" >&2; return 1; }
+  "$bin" serve --dir "$FILE_TMP/oci" --log "$BASE/regfix.log" "$@" > "$BASE/regfix.out" 2> "$BASE/regfix.err" &
+  RF_PID=$!
+  for _ in $(seq 100); do
+    read -r line < "$BASE/regfix.out" 2> /dev/null && [ -n "$line" ] && break
+    sleep 0.05
+  done
+  [ -n "$line" ] || { echo "regfix did not start:" >&2; cat "$BASE/regfix.err" >&2; return 1; }
+  RF=127.0.0.1:${line%% *}
+}
+
+# layout_digests TAG: the config's digest, then the layers', of the layout's image TAG
+layout_digests() {
+  skopeo inspect --raw "oci:$FILE_TMP/oci:$1" | json_digests
+}
+
+@test "layer downloads start once the manifest is in, while the config is on its way" {
+  local cfg layers
+  cfg=$(layout_digests sa | head -n 1)
+  layers=$(layout_digests sa | tail -n +2)
+  [ "$(wc -l <<< "$layers")" -eq 2 ]
+  # the config is held 800 ms: the layers are asked for meanwhile, not after it
+  regfix_start --hold "$cfg=800"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  hero_run a
+  [ "$status" -eq 0 ]
+  run curl -sf "http://$RF/_stats"
+  [[ "$output" =~ \"during_hold\":([0-9]+) ]]
+  [ "${BASH_REMATCH[1]}" -eq 2 ] || { echo "stats: $output" >&2; cat "$BASE/regfix.log" >&2; false; }
+  local d
+  for d in $layers; do [ -f "$(blob_file "$d")" ]; done
+  [ "$(ls "$BASE/images/layers" | wc -l)" -eq 2 ]
+  has_image sa
+}
+
+@test "a config that fails after the layers downloaded leaves none of them behind" {
+  local cfg layers
+  cfg=$(layout_digests sb | head -n 1)
+  layers=$(layout_digests sb | tail -n +2)
+  # the config comes late (the layers are in by then) and with one byte changed
+  regfix_start --hold "$cfg=800" --corrupt "$cfg"
+  pb b <<EOF
+!!heropods.image_pull name:'sb' ref:'$RF/test/sb:sb'
+EOF
+  hero_run b
+  [ "$status" -eq 1 ]
+  first_error_is b 2 "sha256|digest"
+  run curl -sf "http://$RF/_stats"
+  [[ "$output" =~ \"during_hold\":([0-9]+) ]]
+  [ "${BASH_REMATCH[1]}" -eq 2 ] || { echo "stats: $output" >&2; cat "$BASE/regfix.log" >&2; false; }
+  no_image sb
+  local left
+  left=$(find "$BASE/images" -type f)
+  [ -z "$left" ] || { echo "left in the store: $left" >&2; return 1; }
+  [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
 
 @test "reset:true pulls again; image_pull follows a moved tag, a container of the stored name does not" {

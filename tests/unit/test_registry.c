@@ -280,7 +280,21 @@ typedef struct resolved {
     hero_registry_image_t *img;
     int code;
     char *msg;
+    /* the manifest callback: how often, and what it saw */
+    int manifest_calls;
+    size_t manifest_layers;
+    bool manifest_without_config;
+    bool manifest_first;        /* it came before the resolve callback */
 } resolved_t;
+
+static void on_manifest_known(const hero_registry_image_t *img, void *data)
+{
+    resolved_t *r = data;
+    r->manifest_calls++;
+    r->manifest_layers = img->n_layers;
+    r->manifest_without_config = img->config == NULL && img->config_digest != NULL;
+    r->manifest_first = r->calls == 0;
+}
 
 static void on_resolved(hero_registry_image_t *img, hero_error_t *err, void *data)
 {
@@ -312,7 +326,8 @@ static resolved_t resolve(hero_registry_t *reg, const char *text, const char *pl
         r.msg = e.msg;
         return r;
     }
-    hero_registry_resolve_opts_t o = {.platform = platform, .known_digest = known};
+    hero_registry_resolve_opts_t o = {.platform = platform, .known_digest = known,
+                                      .manifest = on_manifest_known};
     hero_registry_resolve(reg, &ref, &o, on_resolved, &r);
     hero_ref_free(&ref);
     if (!run_until(&r.calls, 1) && !r.msg)
@@ -1030,6 +1045,9 @@ static void test_double_concurrency(void)
     char *ref = hero_xasprintf("%s/test/img:many", f.host);
     resolved_t r = resolve(reg, ref, NULL, NULL);
     TAP_OK(r.img && r.img->n_layers == 10, "many: ten layers listed");
+    TAP_OK(r.manifest_calls == 1 && r.manifest_layers == 10 && r.manifest_without_config &&
+               r.manifest_first,
+           "many: the manifest callback came once, with the ten layers, before the config");
     char *dir = path_in("many");
     mkdir(dir, 0755);
     fetched_t b[10];
