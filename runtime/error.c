@@ -86,6 +86,18 @@ int hero_error_set(hero_error_t *err, int code, const char *fmt, ...)
     return -1;
 }
 
+int hero_error_copy(hero_error_t *err, const hero_error_t *src)
+{
+    if (!err)
+        return -1;
+    if (err == src)
+        return -1;
+    free(err->msg);
+    err->msg = hero_xstrdup(src->msg ? src->msg : "unknown error");
+    err->code = src->code;
+    return -1;
+}
+
 int hero_error_wrap(hero_error_t *err, const char *fmt, ...)
 {
     if (!err)

@@ -639,7 +639,7 @@ static void podman_imported(int rc, hero_error_t *err, void *data)
 {
     podman_op_t *op = data;
     if (rc < 0) {
-        hero_error_set(&op->err, err->code, "%s", err->msg);
+        hero_error_copy(&op->err, err);
     }
     const char *argv[] = {"podman", "rm", "--force", op->cid, NULL};
     podman_run(op, argv, podman_removed);

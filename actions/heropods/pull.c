@@ -279,8 +279,10 @@ static void pending_done(pull_t *p)
 static void job_finished(layer_job_t *j, hero_error_t *err)
 {
     pull_t *p = j->p;
-    if (err && !p->err.msg)
-        hero_error_set(&p->err, err->code, "layer %.19s: %s", j->digest, err->msg);
+    if (err && !p->err.msg) {
+        hero_error_copy(&p->err, err);
+        hero_error_wrap(&p->err, "layer %.19s", j->digest);
+    }
     hero_progress_item_done(p->prog, j->item, err ? "failed" : j->existed ? "exists" : "done");
     pending_done(p);
 }
@@ -314,6 +316,10 @@ static void blob_fetch(hero_registry_t *r, layer_job_t *j);
 static void apply_work(uv_work_t *w)
 {
     layer_job_t *j = w->data;
+    if (!j->feed && access(j->final, F_OK) == 0) {
+        j->rc = 0; /* another hero process made it meanwhile (it waited for its blob) */
+        return;
+    }
     j->rc = -1;
     char *tmpl = hero_xasprintf("%s/.tmp-%.12s-XXXXXX", j->p->layers, hex_of(j->diff_id));
     if (!mkdtemp(tmpl)) {
@@ -523,7 +529,7 @@ static void blob_fetched_job(layer_job_t *j, hero_error_t *err)
 {
     j->fetching = false;
     if (err) {
-        hero_error_set(&j->fetch_err, err->code, "%s", err->msg);
+        hero_error_copy(&j->fetch_err, err);
         if (j->feed)
             hero_layer_feed_fail(j->feed, err->msg);
     } else {
@@ -601,7 +607,7 @@ static void meta_done(uv_work_t *w, int status)
     if (status < 0 && !p->meta_err.msg)
         hero_error_set(&p->meta_err, ECANCELED, "writing the manifest was cancelled");
     if (p->meta_err.msg && !p->err.msg)
-        hero_error_set(&p->err, p->meta_err.code, "%s", p->meta_err.msg);
+        hero_error_copy(&p->err, &p->meta_err);
     pending_done(p);
 }
 

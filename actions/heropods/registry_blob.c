@@ -5,6 +5,13 @@
  * synced, see below). A mismatch removes the partial: nothing that failed to verify
  * is ever renamed to PATH.
  *
+ * Hero processes sharing a store (two playbooks run at once on one base dir) share
+ * its blobs: whoever writes PATH.partial holds an exclusive flock on it from before
+ * it truncates it until the rename or the removal is done. A download that finds the
+ * partial locked waits (polling, off the loop's back) until PATH appears, which ends
+ * it with nothing fetched, or until the lock is free again (the other download failed,
+ * or its hero was killed), when it takes the partial over and starts over.
+ *
  * Ownership: an operation holds a reference on the client from the call until its
  * callback has returned; while it runs, the request in flight points back at it. */
 #include "registry_int.h"
@@ -15,6 +22,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct reg_blob {
@@ -28,7 +37,9 @@ struct reg_blob {
     hero_registry_blob_cb cb;
     void *data;
     bool started;              /* holds a download slot */
-    int fd;                    /* the partial file, -1 when closed */
+    int fd;                    /* the partial file, locked; -1 when closed */
+    uv_timer_t *wait;          /* polling while another process writes the partial */
+    reg_blob_t *wait_next;     /* in r->waiting */
     EVP_MD_CTX *md;
     uint64_t have;             /* bytes hashed and written, from byte 0 */
     char *abort_msg;           /* why the data callback stopped the transfer */
@@ -39,8 +50,29 @@ struct reg_blob {
 
 static void pump(hero_registry_t *r);
 
+static void wait_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Stops polling for another process's download (when it was). */
+static void wait_stop(reg_blob_t *b)
+{
+    if (!b->wait)
+        return;
+    for (reg_blob_t **pp = &b->r->waiting; *pp; pp = &(*pp)->wait_next)
+        if (*pp == b) {
+            *pp = b->wait_next;
+            break;
+        }
+    b->wait_next = NULL;
+    uv_close((uv_handle_t *)b->wait, wait_closed);
+    b->wait = NULL;
+}
+
 static void blob_free(reg_blob_t *b)
 {
+    wait_stop(b);
     if (b->fd >= 0)
         close(b->fd);
     EVP_MD_CTX_free(b->md);
@@ -67,15 +99,14 @@ static void blob_finish(reg_blob_t *b, hero_error_t *err)
     reg_unref(r); /* the operation's reference: r may be gone after this */
 }
 
-/* Fails the operation and removes the partial file. */
+/* Fails the operation and removes the partial file when it is ours (locked). */
 static void blob_fail(reg_blob_t *b, hero_error_t *err)
 {
     if (b->fd >= 0) {
+        unlink(b->partial); /* before the lock goes with the close */
         close(b->fd);
         b->fd = -1;
     }
-    if (b->partial)
-        unlink(b->partial);
     blob_finish(b, err);
 }
 
@@ -201,30 +232,54 @@ static void blob_on_done(reg_req_t *q, const hero_http_resp_t *resp, hero_error_
         return;
     }
     b->url = hero_xstrdup(q->url);
-    close(b->fd);
-    b->fd = -1;
+    /* the fd stays open, and the partial locked, until the rename is done */
     b->fs.data = b;
     int r = uv_fs_rename(b->r->loop, &b->fs, b->partial, b->path, on_rename);
     if (r < 0)
         blob_failf(b, -r, "cannot rename %s to %s: %s", b->partial, b->path, uv_strerror(r));
 }
 
-static void blob_start(reg_blob_t *b)
+/* Takes PATH.partial for this download: creates it, locks it without waiting and
+ * empties it (a partial left by an earlier run is started over: its bytes are
+ * unverified and hashing them back would block the loop). 1: taken (b->fd); 0:
+ * another process holds it; -1: an error, errno set. */
+static int partial_take(reg_blob_t *b)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        int fd = open(b->partial, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK)
+                return 0;
+            errno = e;
+            return -1;
+        }
+        /* the lock is on the file opened; its holder may have renamed or removed it
+         * just before letting go: only the file that is PATH.partial now will do */
+        struct stat mine, named;
+        if (fstat(fd, &mine) == 0 && stat(b->partial, &named) == 0 &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
+            if (ftruncate(fd, 0) < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return -1;
+            }
+            b->fd = fd;
+            return 1;
+        }
+        close(fd);
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+static void blob_transfer(reg_blob_t *b)
 {
     hero_registry_t *r = b->r;
-    b->partial = hero_xasprintf("%s.partial", b->path);
-    /* A partial left by an earlier run is started over: its bytes are unverified and
-     * hashing them back would block the loop. */
-    b->fd = open(b->partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (b->fd < 0) {
-        hero_error_t e = HERO_ERROR_INIT;
-        hero_error_set(&e, errno, "cannot create %s", b->partial);
-        free(b->partial);
-        b->partial = NULL; /* nothing of ours to remove */
-        blob_fail(b, &e);
-        hero_error_clear(&e);
-        return;
-    }
     b->md = EVP_MD_CTX_new();
     if (!b->md)
         abort();
@@ -236,6 +291,56 @@ static void blob_start(reg_blob_t *b)
     q->prepare = blob_prepare;
     q->progress = &b->have;
     reg_req_send(q);
+}
+
+#define WAIT_POLL_MS 50
+
+static void blob_start(reg_blob_t *b);
+
+static void on_wait(uv_timer_t *t)
+{
+    blob_start(t->data);
+}
+
+/* Downloads the blob, unless another process is downloading it (then waits for that,
+ * see the top of the file) or has made PATH meanwhile. */
+static void blob_start(reg_blob_t *b)
+{
+    hero_registry_t *r = b->r;
+    if (!b->partial)
+        b->partial = hero_xasprintf("%s.partial", b->path);
+    int t = access(b->path, F_OK) == 0 ? 2 : partial_take(b);
+    if (t == 1 && access(b->path, F_OK) == 0) {
+        /* made by another process between the two looks: ours is not needed */
+        unlink(b->partial);
+        close(b->fd);
+        b->fd = -1;
+        t = 2;
+    }
+    if (t == 0) {
+        if (!b->wait) {
+            b->wait = hero_xmalloc(sizeof(*b->wait));
+            uv_timer_init(r->loop, b->wait);
+            b->wait->data = b;
+            uv_timer_start(b->wait, on_wait, WAIT_POLL_MS, WAIT_POLL_MS);
+            b->wait_next = r->waiting;
+            r->waiting = b;
+        }
+        return;
+    }
+    wait_stop(b);
+    if (t == 2) {
+        blob_finish(b, NULL); /* verified by whoever renamed it there */
+        return;
+    }
+    if (t < 0) {
+        hero_error_t e = HERO_ERROR_INIT;
+        hero_error_set(&e, errno, "cannot create %s", b->partial);
+        blob_fail(b, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    blob_transfer(b);
 }
 
 /* Starts waiting downloads while slots are free. Holds a reference of its own: a
@@ -260,6 +365,14 @@ static void pump(hero_registry_t *r)
 
 void reg_blob_cancel_queued(hero_registry_t *r)
 {
+    while (r->waiting) {
+        reg_blob_t *b = r->waiting;
+        hero_error_t e = HERO_ERROR_INIT;
+        reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
+                 b->digest);
+        blob_finish(b, &e); /* (blob_free stops the wait, taking it off the list) */
+        hero_error_clear(&e);
+    }
     while (r->queue_head) {
         reg_blob_t *b = r->queue_head;
         r->queue_head = b->next;

@@ -93,6 +93,7 @@ struct hero_registry {
     size_t n_basic_hosts;
     reg_req_t *reqs;            /* every request not yet released */
     reg_blob_t *queue_head, *queue_tail;  /* blob downloads waiting for a slot */
+    reg_blob_t *waiting;        /* downloads another process is making (registry_blob.c) */
     unsigned downloads;         /* blob downloads running */
     unsigned live;              /* requests, blob ops: the client is freed at 0 once closed */
     bool closing, in_close;

@@ -219,6 +219,9 @@ first_error_is() {
   local want="^$BASE/$1.hs:$2:[0-9]+: error: "
   [[ "$ERR" =~ $want ]] || { echo "the error is not at $1.hs:$2: $ERR" >&2; return 1; }
   [[ "$ERR" =~ $3 ]] || { echo "the error does not match /$3/: $ERR" >&2; return 1; }
+  # a reason said once (an error copied along must not gain its strerror again)
+  local twice=': ([^:]+): \1$'
+  if [[ "$ERR" =~ $twice ]]; then echo "the error repeats '${BASH_REMATCH[1]}': $ERR" >&2; return 1; fi
 }
 
 hex() { echo "${1#sha256:}"; }
@@ -678,6 +681,75 @@ EOF
   left=$(find "$BASE/images" -type f)
   [ -z "$left" ] || { echo "left in the store: $left" >&2; return 1; }
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
+}
+
+# log_waits REGEX: waits (up to 10 s) until regfix's log has a line matching REGEX
+log_waits() {
+  for _ in $(seq 200); do
+    grep -Eq "$1" "$BASE/regfix.log" 2> /dev/null && return 0
+    sleep 0.05
+  done
+  echo "regfix never logged /$1/:" >&2
+  cat "$BASE/regfix.log" >&2
+  return 1
+}
+
+@test "two hero processes pulling one image into one store: each blob is downloaded once, the other waits" {
+  local own
+  own=$(layout_digests sa | tail -n 1)
+  # the first GET of the image's own layer is held, so the two pulls overlap
+  regfix_start --hold "$own=1500"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  pb b <<EOF
+!!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
+EOF
+  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
+  local pa=$! ra=0 rb=0
+  log_waits "GET /v2/test/sa/blobs/$own "
+  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 || rb=$?
+  wait "$pa" || ra=$?
+  [ "$ra" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
+  [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
+  local d
+  for d in $(layout_digests sa | tail -n +2); do
+    [ "$(grep -c "GET /v2/test/sa/blobs/$d " "$BASE/regfix.log")" -eq 1 ]
+  done
+  has_image sa
+  has_image sa2
+  [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
+  blobs_verify
+}
+
+@test "a hero killed while downloading: another process waiting for the blob takes the download over" {
+  local own
+  own=$(layout_digests sa | tail -n 1)
+  regfix_start --hold "$own=30000"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  pb b <<EOF
+!!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
+EOF
+  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
+  local pa=$! rb=0
+  log_waits "GET /v2/test/sa/blobs/$own "
+  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
+  local pbb=$!
+  sleep 0.5
+  # b waits for a's download of the held blob
+  kill -0 "$pbb"
+  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 1 ]
+  kill -KILL "$pa"
+  wait "$pa" || true
+  wait "$pbb" || rb=$?
+  [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
+  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 2 ] || { cat "$BASE/regfix.log" "$BASE/b.out" >&2; false; }
+  has_image sa2
+  no_image sa
+  [ -z "$(find "$BASE/images" -name '*.partial')" ]
+  blobs_verify
 }
 
 @test "reset:true pulls again; image_pull follows a moved tag, a container of the stored name does not" {
