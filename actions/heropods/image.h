@@ -68,8 +68,19 @@ char **hero_image_layer_dirs(const char *rootfs);
 void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, const char *ref,
                        hero_image_cb cb, void *data);
 
-/* Removes blobs and layer dirs no stored image uses (imgops.c). */
+/* Removes blobs and layer dirs no stored image uses (imgops.c). The caller holds the
+ * image lock exclusive. */
 int hero_image_gc(hero_store_t *st, hero_error_t *err);
+
+/* The store's image lock (imglock.c): pulls hold it shared until their image is
+ * recorded, garbage collection exclusive. The callback gets the lock once it is
+ * taken (it may run before hero_imglock_take returns), or NULL and an error. */
+typedef struct hero_imglock hero_imglock_t;
+typedef void (*hero_imglock_cb)(hero_imglock_t *lock, hero_error_t *err, void *data);
+void hero_imglock_take(uv_loop_t *loop, hero_store_t *st, bool exclusive, hero_imglock_cb cb,
+                       void *data);
+/* Lets go of it (NULL: nothing). */
+void hero_imglock_release(hero_imglock_t *lock);
 
 /* The static busybox the embedded image is built from: $HERO_BUSYBOX, else
  * /bin/busybox. */

@@ -61,7 +61,9 @@ typedef void (*tar_image_cb)(int rc, hero_error_t *err, void *data);
 
 typedef struct tar_image {
     uv_work_t work;
+    uv_loop_t *loop;
     hero_store_t *st;
+    hero_imglock_t *lock;       /* shared, until the image is recorded */
     char *tar, *name, *ref, *layers, *tmp, *final;
     json_t *process;            /* the image's "config" object, or NULL for the default */
     hero_layer_result_t res;
@@ -124,6 +126,7 @@ static void tar_image_done(uv_work_t *w, int status)
     }
     if (rc < 0 && !ti->err.msg)
         hero_error_set(&ti->err, ECANCELED, "cancelled");
+    hero_imglock_release(ti->lock);
     ti->cb(rc, rc < 0 ? &ti->err : NULL, ti->data);
     hero_error_clear(&ti->err);
     json_decref(ti->process);
@@ -134,6 +137,18 @@ static void tar_image_done(uv_work_t *w, int status)
     free(ti->tmp);
     free(ti->final);
     free(ti);
+}
+
+static void tar_image_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+{
+    tar_image_t *ti = data;
+    if (!lock) {
+        hero_error_copy(&ti->err, err);
+        tar_image_done(&ti->work, -1);
+        return;
+    }
+    ti->lock = lock;
+    uv_queue_work(ti->loop, &ti->work, tar_image_work, tar_image_done);
 }
 
 static int tar_image(uv_loop_t *loop, hero_store_t *st, const char *tar, const char *name,
@@ -160,7 +175,9 @@ static int tar_image(uv_loop_t *loop, hero_store_t *st, const char *tar, const c
         return -1;
     }
     hero_fs_remove_stale(ti->layers, ".tmp-", 600);
-    uv_queue_work(loop, &ti->work, tar_image_work, tar_image_done);
+    ti->loop = loop;
+    /* garbage collection must not take the layer dir before the record names it */
+    hero_imglock_take(loop, st, false, tar_image_locked, ti);
     return 0;
 }
 
@@ -529,6 +546,22 @@ int hero_image_gc(hero_store_t *st, hero_error_t *err)
     return rc;
 }
 
+typedef struct gc_op {
+    hero_task_t *t;
+    hero_store_t *st;
+} gc_op_t;
+
+static void gc_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+{
+    gc_op_t *op = data;
+    hero_error_t e = HERO_ERROR_INIT;
+    int rc = lock ? hero_image_gc(op->st, &e) : hero_error_copy(&e, err);
+    hero_imglock_release(lock);
+    hero_task_done(op->t, rc, rc < 0 ? &e : NULL);
+    hero_error_clear(&e);
+    free(op);
+}
+
 int hero_heropods_image_delete_start(hero_task_t *t, hero_error_t *err)
 {
     hero_pods_instance_t *in;
@@ -556,11 +589,15 @@ int hero_heropods_image_delete_start(hero_task_t *t, hero_error_t *err)
     }
     if (rc == 0)
         rc = hero_store_image_delete(in->store, name, err);
-    if (rc == 0)
-        rc = hero_image_gc(in->store, err);
     free(name);
-    if (rc == 0)
-        hero_task_done(t, 0, NULL);
+    if (rc == 0) {
+        /* waits for the pulls in flight (of any hero process on this store): a layer
+         * dir one of them found or made is named by no record until it ends */
+        gc_op_t *op = hero_xcalloc(1, sizeof(*op));
+        op->t = t;
+        op->st = in->store;
+        hero_imglock_take(t->loop, in->store, true, gc_locked, op);
+    }
     return rc;
 }
 

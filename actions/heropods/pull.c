@@ -126,6 +126,7 @@ struct pull {
     hero_progress_t *prog;
     char *blobs, *layers;       /* <base>/images/blobs/sha256, <base>/images/layers */
     bool configured;            /* the config is in: the jobs know their diff_ids */
+    hero_imglock_t *lock;       /* the image lock, shared (see hero_image_pull) */
     uv_work_t meta_work;        /* the manifest and the config into the store */
     hero_error_t meta_err;
     pull_t *next;               /* in `pulls` */
@@ -161,6 +162,7 @@ static void pull_free(pull_t *p)
     free(p->name);
     free(p->blobs);
     free(p->layers);
+    hero_imglock_release(p->lock);
     hero_error_clear(&p->err);
     hero_error_clear(&p->meta_err);
     free(p);
@@ -762,6 +764,26 @@ static void resolved(hero_registry_image_t *img, hero_error_t *err, void *data)
     layers_start(p);
 }
 
+static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+{
+    pull_t *p = data;
+    if (!lock) {
+        pull_end(p, err);
+        return;
+    }
+    p->lock = lock;
+    hero_error_t e = HERO_ERROR_INIT;
+    hero_registry_t *r;
+    if (client_get(p->loop, &r, &e) < 0) {
+        pull_end(p, &e);
+        hero_error_clear(&e);
+        return;
+    }
+    hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
+                                       .manifest = manifest_known};
+    hero_registry_resolve(r, &p->ref, &ro, resolved, p);
+}
+
 /* Removes temporary names a killed pull left (older than ten minutes: a pull of
  * another hero process may be using a young one). */
 static void clean_leftovers(const char *dir)
@@ -831,14 +853,8 @@ void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *
         }
         hero_image_rec_free(&rec);
     }
-    hero_registry_t *r;
-    if (client_get(loop, &r, &e) < 0) {
-        pull_end(p, &e);
-        hero_error_clear(&e);
-        return;
-    }
     p->quiet = o->quiet;
-    hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
-                                       .manifest = manifest_known};
-    hero_registry_resolve(r, &p->ref, &ro, resolved, p);
+    /* shared with other pulls, so that garbage collection (in this process or another)
+     * waits until the layer dirs this pull finds or makes are named by its record */
+    hero_imglock_take(loop, st, false, locked, p);
 }

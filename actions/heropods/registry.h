@@ -203,7 +203,8 @@ typedef struct hero_registry_blob_opts {
     int64_t size;               /* from the manifest; -1: unknown (not checked) */
     const char *path;           /* final path; PATH.partial is used meanwhile. A stale
                                    partial from an earlier run is started over. One fetch
-                                   per path at a time. */
+                                   per path at a time in a process; across processes the
+                                   partial's flock decides who fetches (registry_blob.c). */
     hero_registry_progress_cb progress;  /* NULL: none */
 } hero_registry_blob_opts_t;
 

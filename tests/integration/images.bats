@@ -678,7 +678,7 @@ EOF
   [ "${BASH_REMATCH[1]}" -eq 2 ] || { echo "stats: $output" >&2; cat "$BASE/regfix.log" >&2; false; }
   no_image sb
   local left
-  left=$(find "$BASE/images" -type f)
+  left=$(find "$BASE/images" -type f ! -name .lock)
   [ -z "$left" ] || { echo "left in the store: $left" >&2; return 1; }
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
@@ -750,6 +750,50 @@ EOF
   no_image sa
   [ -z "$(find "$BASE/images" -name '*.partial')" ]
   blobs_verify
+}
+
+@test "image_delete in one hero while another pulls an image sharing its layers: the shared layer stays" {
+  local own_b bb sa_own
+  own_b=$(layout_digests sb | tail -n 1)
+  bb=$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sb" | json_digests | head -n 1)
+  sa_own=$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sa" | json_digests | tail -n 1)
+  [ "$bb" = "$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sa" | json_digests | head -n 1)" ]
+  regfix_start --hold "$own_b=1500"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  hero_run a
+  [ "$status" -eq 0 ]
+  [ -d "$(layer_dir "$bb")" ]
+  pb b <<EOF
+!!heropods.image_pull name:'sb' ref:'$RF/test/sb:sb'
+EOF
+  pb del <<EOF
+!!heropods.image_delete name:'sa'
+EOF
+  # sb's pull finds the shared layer in place, then waits for its own (held)
+  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
+  local pbb=$! rb=0
+  log_waits "GET /v2/test/sb/blobs/$own_b "
+  sleep 0.3
+  # sa goes while sb is not recorded yet: its garbage collection waits for the pull
+  hero_run del
+  [ "$status" -eq 0 ]
+  wait "$pbb" || rb=$?
+  [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
+  no_image sa
+  has_image sb
+  [ -d "$(layer_dir "$bb")" ]
+  [ ! -e "$(layer_dir "$sa_own")" ]
+  # a container runs on sb: its layers are all there
+  pb run <<EOF
+!!heropods.container_new name:'c' image:'sb'
+!!heropods.container_start name:'c' keep_alive:true
+!!heropods.container_exec name:'c' cmd:'test -x /bin/busybox && test -f /sb/data'
+EOF
+  CTRS="c"
+  hero_run run
+  [ "$status" -eq 0 ]
 }
 
 @test "reset:true pulls again; image_pull follows a moved tag, a container of the stored name does not" {
