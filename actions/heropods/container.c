@@ -38,6 +38,7 @@ struct op {
     hero_ctr_spec_t spec;
     bool have_spec;
     hero_image_t *img;
+    hero_imglock_t *imglock;    /* new: shared, from the image's lookup to the record */
     char *dir, *run_dir, *cid;
     /* waiting on the container's init */
     int pidfd;
@@ -70,6 +71,7 @@ struct op {
 
 static void op_free(op_t *op)
 {
+    hero_imglock_release(op->imglock);
     if (op->have_rec)
         hero_container_rec_free(&op->rec);
     if (op->have_spec)
@@ -120,6 +122,8 @@ static void op_end(op_t *op, int rc, hero_error_t *err)
     op->settled = true;
     close_watchers(op);
     op->finished = true;
+    hero_imglock_release(op->imglock);
+    op->imglock = NULL;
     hero_task_t *t = op->t;
     t->cancel = NULL;
     if (rc < 0 && err && err->msg) {
@@ -250,6 +254,7 @@ static int set_state(op_t *op, const char *state, int64_t pid, int64_t code, int
 /* ======================= container_new ======================= */
 
 static void new_have_image(hero_image_t *img, hero_error_t *err, void *data);
+static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data);
 
 int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
 {
@@ -260,6 +265,21 @@ int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
         return -1;
     }
     op->have_spec = true;
+    /* an image_delete (of this process or another) waits until the container's record
+     * names the image, and then refuses */
+    hero_imglock_take(t->loop, op->in->store, false, new_locked, op);
+    return 0;
+}
+
+static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+{
+    op_t *op = data;
+    if (!lock) {
+        op_end(op, -1, err);
+        return;
+    }
+    op->imglock = lock;
+    hero_task_t *t = op->t;
     char *image = hero_arg_str(t->action, "image");
     char *cname = hero_arg_str(t->action, "custom_image_name");
     char *url = hero_arg_str(t->action, "docker_url");
@@ -271,7 +291,6 @@ int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
     free(image);
     free(cname);
     free(url);
-    return 0;
 }
 
 static void new_torn_down(int rc, hero_error_t *err, void *data);

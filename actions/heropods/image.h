@@ -72,8 +72,9 @@ void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, cons
  * image lock exclusive. */
 int hero_image_gc(hero_store_t *st, hero_error_t *err);
 
-/* The store's image lock (imglock.c): pulls hold it shared until their image is
- * recorded, garbage collection exclusive. The callback gets the lock once it is
+/* The store's image lock (imglock.c): pulls and imports hold it shared until their
+ * image is recorded, container_new until its record names its image, image_delete
+ * exclusive. The callback gets the lock once it is
  * taken (it may run before hero_imglock_take returns), or NULL and an error. */
 typedef struct hero_imglock hero_imglock_t;
 typedef void (*hero_imglock_cb)(hero_imglock_t *lock, hero_error_t *err, void *data);

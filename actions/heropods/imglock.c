@@ -1,9 +1,10 @@
-/* The store's image lock, <base>/images/.lock (an flock; see image.h): shared for a
- * pull, from its start until its image is recorded, because until then the layer dirs
- * it found or made are named by no image record; exclusive for garbage collection,
- * which removes what no record names. Held by hero processes and by pulls within one
- * process alike (each taker opens the file: flocks on two open files conflict even in
- * one process).
+/* The store's image lock, <base>/images/.lock (an flock; see image.h). Shared for a
+ * pull or an import, from its start until its image is recorded (until then the layer
+ * dirs it found or made are named by no image record), and for container_new, from
+ * the image's lookup until the container's record names it. Exclusive for
+ * image_delete, which counts an image's containers and then removes what no record
+ * names. Hero processes and actions within one process take it alike (each taker
+ * opens the file: flocks on two open files conflict even in one process).
  *
  * Taking it never blocks the loop: a try without waiting, then another every
  * POLL_MS until it is free. The holders are short-lived (a pull, a sweep), and a hero

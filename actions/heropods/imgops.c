@@ -546,19 +546,47 @@ int hero_image_gc(hero_store_t *st, hero_error_t *err)
     return rc;
 }
 
-typedef struct gc_op {
+typedef struct delete_op {
     hero_task_t *t;
-    hero_store_t *st;
-} gc_op_t;
+    hero_pods_instance_t *in;
+    char *name;
+} delete_op_t;
 
-static void gc_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+/* image_delete with the image lock held exclusive: no pull is between finding a layer
+ * dir and recording its image, no container_new between finding its image and
+ * recording the container, so the users counted are all there are. */
+static void delete_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
 {
-    gc_op_t *op = data;
+    delete_op_t *op = data;
+    hero_store_t *st = op->in->store;
     hero_error_t e = HERO_ERROR_INIT;
-    int rc = lock ? hero_image_gc(op->st, &e) : hero_error_copy(&e, err);
+    int64_t users = 0;
+    int rc = lock ? hero_store_image_users(st, op->name, &users, &e) : hero_error_copy(&e, err);
+    if (rc == 0 && users > 0) {
+        /* name them, so the message says what to delete */
+        hero_container_rec_t *v = NULL;
+        size_t n = 0;
+        char *who = hero_xstrdup("");
+        if (hero_store_container_list(st, NULL, &v, &n, NULL) == 0)
+            for (size_t i = 0; i < n; i++)
+                if (v[i].image && !strcmp(v[i].image, op->name)) {
+                    char *x = hero_xasprintf("%s%s'%s'", who, *who ? ", " : "", v[i].name);
+                    free(who);
+                    who = x;
+                }
+        hero_container_recs_free(v, n);
+        rc = hero_error_set(&e, EBUSY, "image '%s' is used by container%s %s: delete %s first",
+                            op->name, users == 1 ? "" : "s", who, users == 1 ? "it" : "them");
+        free(who);
+    }
+    if (rc == 0)
+        rc = hero_store_image_delete(st, op->name, &e);
+    if (rc == 0)
+        rc = hero_image_gc(st, &e);
     hero_imglock_release(lock);
     hero_task_done(op->t, rc, rc < 0 ? &e : NULL);
     hero_error_clear(&e);
+    free(op->name);
     free(op);
 }
 
@@ -567,38 +595,13 @@ int hero_heropods_image_delete_start(hero_task_t *t, hero_error_t *err)
     hero_pods_instance_t *in;
     if (hero_pods_instance_get(t->instance ? t->instance : "default", &in, err) < 0)
         return -1;
-    char *name = hero_arg_str(t->action, "name");
-    int64_t users = 0;
-    int rc = hero_store_image_users(in->store, name, &users, err);
-    if (rc == 0 && users > 0) {
-        /* name them, so the message says what to delete */
-        hero_container_rec_t *v = NULL;
-        size_t n = 0;
-        char *who = hero_xstrdup("");
-        if (hero_store_container_list(in->store, NULL, &v, &n, NULL) == 0)
-            for (size_t i = 0; i < n; i++)
-                if (v[i].image && !strcmp(v[i].image, name)) {
-                    char *x = hero_xasprintf("%s%s'%s'", who, *who ? ", " : "", v[i].name);
-                    free(who);
-                    who = x;
-                }
-        hero_container_recs_free(v, n);
-        rc = hero_error_set(err, EBUSY, "image '%s' is used by container%s %s: delete %s first",
-                            name, users == 1 ? "" : "s", who, users == 1 ? "it" : "them");
-        free(who);
-    }
-    if (rc == 0)
-        rc = hero_store_image_delete(in->store, name, err);
-    free(name);
-    if (rc == 0) {
-        /* waits for the pulls in flight (of any hero process on this store): a layer
-         * dir one of them found or made is named by no record until it ends */
-        gc_op_t *op = hero_xcalloc(1, sizeof(*op));
-        op->t = t;
-        op->st = in->store;
-        hero_imglock_take(t->loop, in->store, true, gc_locked, op);
-    }
-    return rc;
+    delete_op_t *op = hero_xcalloc(1, sizeof(*op));
+    op->t = t;
+    op->in = in;
+    op->name = hero_arg_str(t->action, "name");
+    /* waits for the pulls and container_news in flight, of any hero process */
+    hero_imglock_take(t->loop, in->store, true, delete_locked, op);
+    return 0;
 }
 
 /* ======================= the podman path ======================= */
