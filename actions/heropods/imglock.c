@@ -80,7 +80,7 @@ void hero_imglock_take(uv_loop_t *loop, hero_store_t *st, bool exclusive, hero_i
     l->exclusive = exclusive;
     l->cb = cb;
     l->data = data;
-    int rc = hero_mkdir_p(dir, 0700, &e);
+    int rc = hero_mkdir_p(dir, 0755, &e); /* as image.c makes it: containers traverse it */
     if (rc == 0) {
         l->fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
         rc = l->fd < 0 ? hero_error_set(&e, errno, "cannot open %s", path) : try_take(l, &e);

@@ -119,7 +119,7 @@ static void tar_image_done(uv_work_t *w, int status)
         char *cfg = plain_config(ti->res.diff_id, ti->process);
         hero_image_rec_t r = {.name = ti->name, .ref = ti->ref, .digest = ti->res.diff_id,
                               .rootfs = ti->final, .config = cfg,
-                              .size = (int64_t)ti->res.size, .created = (int64_t)time(NULL)};
+                              .size = (int64_t)ti->res.bytes_written, .created = (int64_t)time(NULL)};
         if (hero_store_image_put(ti->st, &r, &ti->err) < 0)
             rc = -1;
         free(cfg);

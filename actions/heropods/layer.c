@@ -1373,7 +1373,66 @@ static const char *detect(const unsigned char *m, ssize_t n, int *filter)
     return "none";
 }
 
-static bool valid_diff_id(const char *d)
+/* ---- the size of a layer dir ---- */
+
+typedef struct size_walk {
+    uint64_t bytes;
+    struct { dev_t dev; ino_t ino; } *seen; /* files with more than one link */
+    size_t nseen, capseen;
+} size_walk_t;
+
+static bool size_seen(size_walk_t *w, const struct stat *st)
+{
+    for (size_t i = 0; i < w->nseen; i++)
+        if (w->seen[i].dev == st->st_dev && w->seen[i].ino == st->st_ino)
+            return true;
+    if (w->nseen == w->capseen) {
+        w->capseen = w->capseen ? 2 * w->capseen : 16;
+        w->seen = hero_xrealloc(w->seen, w->capseen * sizeof(*w->seen));
+    }
+    w->seen[w->nseen].dev = st->st_dev;
+    w->seen[w->nseen].ino = st->st_ino;
+    w->nseen++;
+    return false;
+}
+
+static void size_dir(size_walk_t *w, int dfd, unsigned depth)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            if (st.st_nlink < 2 || !size_seen(w, &st))
+                w->bytes += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode) && depth < 4096) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                size_dir(w, sub, depth + 1);
+        }
+    }
+    closedir(d);
+}
+
+uint64_t hero_layer_dir_size(const char *dir)
+{
+    size_walk_t w = {0};
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        size_dir(&w, fd, 0);
+    free(w.seen);
+    return w.bytes;
+}
+
+bool hero_layer_digest_valid(const char *d)
 {
     if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 7 + 64)
         return false;
@@ -1448,11 +1507,6 @@ static int run(ctx_t *c)
     return 0;
 }
 
-static bool valid_digest(const char *d)
-{
-    return valid_diff_id(d); /* the same form: sha256:<64 hex> */
-}
-
 int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
                          const char *expected_diff_id, hero_layer_result_t *res,
                          hero_error_t *err)
@@ -1462,10 +1516,10 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
         res = &local;
     memset(res, 0, sizeof *res);
     res->compression = "none";
-    if (expected_diff_id && !valid_diff_id(expected_diff_id))
+    if (expected_diff_id && !hero_layer_digest_valid(expected_diff_id))
         return hero_error_set(err, 0, "unsupported diff_id '%s' (want sha256:<64 hex digits>)",
                               expected_diff_id);
-    if (src->digest && !valid_digest(src->digest))
+    if (src->digest && !hero_layer_digest_valid(src->digest))
         return hero_error_set(err, 0, "unsupported blob digest '%s' (want sha256:<64 hex "
                                       "digits>)", src->digest);
     if (src->feed && src->size < 0)
@@ -1564,7 +1618,7 @@ int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t si
     pthread_once(&sha_once, sha_fetch);
     if (!sha_md)
         return hero_error_set(err, 0, "OpenSSL has no sha256");
-    if (!valid_digest(digest))
+    if (!hero_layer_digest_valid(digest))
         return hero_error_set(err, 0, "unsupported blob digest '%s'", digest);
     int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

@@ -142,6 +142,15 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
                          const char *expected_diff_id, hero_layer_result_t *res,
                          hero_error_t *err);
 
+/* The bytes of file data in a layer dir (a file with several links counted once), as
+ * bytes_written counts them when it is made: the size of a layer some other pull made.
+ * Unreadable parts count 0. Blocking: for a threadpool thread. */
+uint64_t hero_layer_dir_size(const char *dir);
+
+/* Whether d is "sha256:<64 hex digits>", the only form of digest and diff_id hero
+ * takes (and the only one fit to name a file or directory after). */
+bool hero_layer_digest_valid(const char *d);
+
 /* Whether the file at blob_path has this digest (and size, when >= 0): 0 yes, 1 no (or
  * no such file), -1 with err set when it cannot be read. Blocking. */
 int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,

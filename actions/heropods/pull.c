@@ -91,6 +91,7 @@ typedef struct layer_job {
                                    renamed into place once the download is verified */
     bool applied;               /* the layer dir is in place */
     bool fetched;               /* the blob was downloaded (and verified) by this pull */
+    bool downloaded;            /* ... and written by it (not by another process) */
     bool existed;               /* the layer dir was there before this pull */
     bool stream_tried;          /* extraction from the download was started once */
     bool blob_bad;              /* the stored blob is damaged (threadpool part found it) */
@@ -115,6 +116,7 @@ struct pull {
     char *name;
     hero_ref_t ref;
     char *platform;
+    bool reset;                 /* pull again even when stored */
     bool check;                 /* a stored image: ask the registry whether it moved */
     bool quiet;                 /* no progress */
     char *known;                /* ref_digest of the stored image */
@@ -319,7 +321,9 @@ static void apply_work(uv_work_t *w)
 {
     layer_job_t *j = w->data;
     if (!j->feed && access(j->final, F_OK) == 0) {
-        j->rc = 0; /* another hero process made it meanwhile (it waited for its blob) */
+        /* another hero process made it meanwhile (it waited for its blob) */
+        j->unpacked = hero_layer_dir_size(j->final);
+        j->rc = 0;
         return;
     }
     j->rc = -1;
@@ -343,7 +347,7 @@ static void apply_work(uv_work_t *w)
         src.fd = open(j->blob, O_RDONLY | O_CLOEXEC);
         if (src.fd < 0) {
             hero_error_set(&j->err, errno, "cannot open layer blob '%s'", j->blob);
-            if (errno == ENOENT && !j->fetched)
+            if (errno == ENOENT) /* (another pull that failed may have removed it) */
                 j->blob_bad = true;
             return;
         }
@@ -360,7 +364,7 @@ static void apply_work(uv_work_t *w)
         }
         return;
     }
-    j->unpacked = res.size;
+    j->unpacked = res.bytes_written;
     if (hero_layer_sync(j->tmp, res.entries, &j->err) < 0)
         return;
     if (j->feed) {
@@ -495,7 +499,7 @@ static void job_step(layer_job_t *j)
     }
     if (j->err.msg) {
         hero_registry_t *r;
-        if (j->blob_bad && !j->refetched && !j->fetched && client_get(j->p->loop, &r, NULL) == 0) {
+        if (j->blob_bad && !j->refetched && client_get(j->p->loop, &r, NULL) == 0) {
             /* the stored blob is damaged: fetch it again */
             hero_error_clear(&j->err);
             j->blob_bad = false;
@@ -521,8 +525,8 @@ static void blob_progress(const char *digest, uint64_t done, uint64_t total, voi
         else
             hero_layer_feed_grow(j->feed, done);
         j->fed = done;
-    } else if (j->p->configured && !j->applied && !j->stream_tried && !j->working &&
-               j->fetching && j->size > 0 && done > 0 && streams < STREAMS_MAX) {
+    } else if (j->p->configured && !j->applied && !j->err.msg && !j->stream_tried &&
+               !j->working && j->fetching && j->size > 0 && done > 0 && streams < STREAMS_MAX) {
         stream_start(j, done);
     }
 }
@@ -546,6 +550,8 @@ typedef struct blob_fetch {
     char *path;
     layer_job_t **jobs;
     size_t njobs;
+    bool downloaded;            /* the registry client wrote path (see its opts) */
+    bool orphaned;              /* every job left it (their pull failed): its blob goes */
     struct blob_fetch *next;
 } blob_fetch_t;
 
@@ -559,8 +565,12 @@ static void blob_fetched(hero_error_t *err, void *data)
             *pp = f->next;
             break;
         }
-    for (size_t i = 0; i < f->njobs; i++)
+    if (f->orphaned && !err && f->downloaded)
+        unlink(f->path); /* a failed pull's early download: nothing of it stays */
+    for (size_t i = 0; i < f->njobs; i++) {
+        f->jobs[i]->downloaded = f->downloaded;
         blob_fetched_job(f->jobs[i], err);
+    }
     free(f->jobs);
     free(f->path);
     free(f);
@@ -580,6 +590,7 @@ static void blob_fetch(hero_registry_t *r, layer_job_t *j)
         if (!strcmp(f->path, j->blob)) {
             f->jobs = hero_xrealloc(f->jobs, (f->njobs + 1) * sizeof(*f->jobs));
             f->jobs[f->njobs++] = j;
+            f->orphaned = false;
             return;
         }
     blob_fetch_t *f = hero_xcalloc(1, sizeof(*f));
@@ -590,7 +601,7 @@ static void blob_fetch(hero_registry_t *r, layer_job_t *j)
     f->next = fetches;
     fetches = f;
     hero_registry_blob_opts_t bo = {.digest = j->digest, .size = j->size, .path = j->blob,
-                                    .progress = blob_progress_all};
+                                    .progress = blob_progress_all, .downloaded = &f->downloaded};
     hero_registry_fetch_blob(r, &j->p->ref, &bo, blob_fetched, f);
 }
 
@@ -611,6 +622,21 @@ static void meta_done(uv_work_t *w, int status)
     if (p->meta_err.msg && !p->err.msg)
         hero_error_copy(&p->err, &p->meta_err);
     pending_done(p);
+}
+
+/* threadpool: the size of a layer dir the pull found in place */
+static void size_work(uv_work_t *w)
+{
+    layer_job_t *j = w->data;
+    j->unpacked = hero_layer_dir_size(j->final);
+}
+
+static void size_done(uv_work_t *w, int status)
+{
+    (void)status; /* a size not counted is no failure */
+    layer_job_t *j = w->data;
+    j->working = false;
+    job_step(j);
 }
 
 /* The jobs, one per layer of the manifest; their diff_ids come with the config. */
@@ -666,8 +692,11 @@ static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
 
 /* Ends a pull that failed before its jobs started (the config did not come, or did not
  * do). Downloads begun from the manifest go on without them: the client is closed, and
- * they are cancelled, when no pull is left. Blobs they completed are removed unless
- * another pull wants them: a failed pull leaves nothing of its own behind. */
+ * they are cancelled, when no pull is left; else they end, and their blobs are removed
+ * then (blob_fetched). Blobs they completed are removed unless another pull of this
+ * process wants them, or another process wrote them: a failed pull leaves nothing of
+ * its own behind. (A pull of another process that waited for such a blob and finds it
+ * gone fetches it again: apply_work's ENOENT.) */
 static void pull_abort(pull_t *p, hero_error_t *err)
 {
     for (size_t i = 0; i < p->njobs; i++) {
@@ -677,10 +706,11 @@ static void pull_abort(pull_t *p, hero_error_t *err)
                 for (size_t k = 0; k < f->njobs; k++)
                     if (f->jobs[k] == j) {
                         f->jobs[k] = f->jobs[--f->njobs];
+                        f->orphaned = f->njobs == 0;
                         break;
                     }
             j->fetching = false;
-        } else if (j->fetched && !blob_wanted_elsewhere(p, j->blob)) {
+        } else if (j->downloaded && !blob_wanted_elsewhere(p, j->blob)) {
             unlink(j->blob);
         }
     }
@@ -725,12 +755,17 @@ static void layers_start(pull_t *p)
     p->pending = n + 2;
     for (size_t i = 0; i < n; i++) {
         layer_job_t *j = &p->jobs[i];
-        if (!j->diff_id[0] || strncmp(j->diff_id, "sha256:", 7)) {
+        if (!hero_layer_digest_valid(j->diff_id)) {
             hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
         } else if (access(j->final, F_OK) == 0) {
             /* shared with an image pulled before (a download of its blob that started
-             * from the manifest is let finish: job_step waits for it) */
+             * from the manifest is let finish: job_step waits for it); its size is
+             * counted in the image's */
             j->applied = j->existed = true;
+            j->working = true;
+            j->work.data = j;
+            uv_queue_work(p->loop, &j->work, size_work, size_done);
+            continue;
         } else if (!j->fetching && !j->fetched && !j->fetch_err.msg) {
             if (access(j->blob, F_OK) == 0)
                 apply_start(j); /* checks the blob as it reads it (see apply_work) */
@@ -773,6 +808,29 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
     }
     p->lock = lock;
     hero_error_t e = HERO_ERROR_INIT;
+    if (!p->reset) {
+        hero_image_rec_t rec = {0};
+        int g = hero_store_image_get(p->st, p->name, &rec, &e);
+        if (g < 0) {
+            hero_image_rec_free(&rec);
+            pull_end(p, &e);
+            hero_error_clear(&e);
+            return;
+        }
+        if (g == 0 && rec.ref && !strcmp(rec.ref, p->ref.canonical)) {
+            char *known = NULL;
+            hero_store_image_get_ref_digest(p->st, p->name, &known, NULL);
+            if (!p->check || !known) {
+                /* stored, and nobody asked to look for a newer one */
+                free(known);
+                hero_image_rec_free(&rec);
+                pull_end(p, NULL);
+                return;
+            }
+            p->known = known;
+        }
+        hero_image_rec_free(&rec);
+    }
     hero_registry_t *r;
     if (client_get(p->loop, &r, &e) < 0) {
         pull_end(p, &e);
@@ -830,31 +888,11 @@ void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *
     }
     clean_leftovers(p->layers);
     clean_leftovers(p->blobs);
-    if (!o->reset) {
-        hero_image_rec_t rec = {0};
-        int g = hero_store_image_get(st, o->name, &rec, &e);
-        if (g < 0) {
-            hero_image_rec_free(&rec);
-            pull_end(p, &e);
-            hero_error_clear(&e);
-            return;
-        }
-        if (g == 0 && rec.ref && !strcmp(rec.ref, p->ref.canonical)) {
-            char *known = NULL;
-            hero_store_image_get_ref_digest(st, o->name, &known, NULL);
-            if (!o->check || !known) {
-                /* stored, and nobody asked to look for a newer one */
-                free(known);
-                hero_image_rec_free(&rec);
-                pull_end(p, NULL);
-                return;
-            }
-            p->known = known;
-        }
-        hero_image_rec_free(&rec);
-    }
+    p->reset = o->reset;
+    p->check = o->check;
     p->quiet = o->quiet;
-    /* shared with other pulls, so that garbage collection (in this process or another)
-     * waits until the layer dirs this pull finds or makes are named by its record */
+    /* shared with other pulls, so that image_delete (in this process or another) waits
+     * until the layer dirs this pull finds or makes are named by its record; taken
+     * before the store is asked whether the image is there, which a delete may change */
     hero_imglock_take(loop, st, false, locked, p);
 }

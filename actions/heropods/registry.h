@@ -206,6 +206,8 @@ typedef struct hero_registry_blob_opts {
                                    per path at a time in a process; across processes the
                                    partial's flock decides who fetches (registry_blob.c). */
     hero_registry_progress_cb progress;  /* NULL: none */
+    bool *downloaded;           /* NULL, or set to true on success when this fetch wrote
+                                   PATH (false: another process had, or did meanwhile) */
 } hero_registry_blob_opts_t;
 
 /* Downloads a blob of `ref`'s repository into opts->path (the directory must exist).

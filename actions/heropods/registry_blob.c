@@ -37,6 +37,7 @@ struct reg_blob {
     hero_registry_blob_cb cb;
     void *data;
     bool started;              /* holds a download slot */
+    bool *downloaded;          /* the caller's, set once PATH is ours */
     int fd;                    /* the partial file, locked; -1 when closed */
     uv_timer_t *wait;          /* polling while another process writes the partial */
     reg_blob_t *wait_next;     /* in r->waiting */
@@ -145,6 +146,8 @@ static void on_rename(uv_fs_t *req)
         blob_failf(b, -rc, "cannot rename %s to %s: %s", b->partial, b->path, uv_strerror(rc));
         return;
     }
+    if (b->downloaded)
+        *b->downloaded = true;
     blob_finish(b, NULL);
 }
 
@@ -421,6 +424,9 @@ void hero_registry_fetch_blob(hero_registry_t *r, const hero_ref_t *ref,
     b->size = opts->size;
     b->path = hero_xstrdup(opts->path);
     b->progress = opts->progress;
+    b->downloaded = opts->downloaded;
+    if (b->downloaded)
+        *b->downloaded = false;
     b->cb = cb;
     b->data = data;
     reg_ref(r);

@@ -618,6 +618,16 @@ EOF
   [ "$(ls "$BASE/images/layers" | wc -l)" -eq 3 ]
   have_layers test/sa:latest
   have_layers test/sb:latest
+  # an image's size counts all its layers, the one it found in place too: the bytes of
+  # their files (as du --apparent-size counts them)
+  local img want got
+  for img in sa sb; do
+    want=$(for d in $(image_diff_ids "test/$img:latest"); do
+      find "$(layer_dir "$d")" -type f -printf '%s\n'; done | awk '{s += $1} END {print s}')
+    got=$(sqlite3 "$BASE/hero.db" "SELECT size FROM images WHERE name='$img';")
+    [ "$got" = "$want" ] || { echo "size of $img: $got, its layers hold $want" >&2; false; }
+    images_json | grep -q "\"size\": $want,"
+  done
 }
 
 # regfix_start ARGS...: the registry double (tests/fixtures/regfix.c) serving the
@@ -683,22 +693,27 @@ EOF
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
 
-# log_waits REGEX: waits (up to 10 s) until regfix's log has a line matching REGEX
+# log_waits REGEX [N]: waits (up to 10 s) until regfix's log has N (default 1) lines
+# matching REGEX
 log_waits() {
   for _ in $(seq 200); do
-    grep -Eq "$1" "$BASE/regfix.log" 2> /dev/null && return 0
+    [ "$(grep -Ec "$1" "$BASE/regfix.log" 2> /dev/null)" -ge "${2:-1}" ] && return 0
     sleep 0.05
   done
-  echo "regfix never logged /$1/:" >&2
+  echo "regfix never logged ${2:-1} of /$1/:" >&2
   cat "$BASE/regfix.log" >&2
   return 1
 }
 
+# held: the hold is on (regfix has not answered the held GET yet)
+held() { ! grep -q '^HOLD-END' "$BASE/regfix.log"; }
+
 @test "two hero processes pulling one image into one store: each blob is downloaded once, the other waits" {
-  local own
+  local own cfg
+  cfg=$(layout_digests sa | head -n 1)
   own=$(layout_digests sa | tail -n 1)
   # the first GET of the image's own layer is held, so the two pulls overlap
-  regfix_start --hold "$own=1500"
+  regfix_start --hold "$own=3000"
   pb a <<EOF
 !!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
 EOF
@@ -708,8 +723,14 @@ EOF
   "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
   local pa=$! ra=0 rb=0
   log_waits "GET /v2/test/sa/blobs/$own "
-  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 || rb=$?
+  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
+  local pbb=$!
+  # b asks for the config right after it has tried the layer's partial: while a's
+  # download of it is held, so b found it locked
+  log_waits "GET /v2/test/sa/blobs/$cfg " 2
+  held
   wait "$pa" || ra=$?
+  wait "$pbb" || rb=$?
   [ "$ra" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
   [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
   local d
@@ -723,7 +744,8 @@ EOF
 }
 
 @test "a hero killed while downloading: another process waiting for the blob takes the download over" {
-  local own
+  local own cfg
+  cfg=$(layout_digests sa | head -n 1)
   own=$(layout_digests sa | tail -n 1)
   regfix_start --hold "$own=30000"
   pb a <<EOF
@@ -737,15 +759,17 @@ EOF
   log_waits "GET /v2/test/sa/blobs/$own "
   "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
   local pbb=$!
-  sleep 0.5
-  # b waits for a's download of the held blob
+  # b has tried the partial (see above) and waits for a
+  log_waits "GET /v2/test/sa/blobs/$cfg " 2
+  sleep 0.2
   kill -0 "$pbb"
   [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 1 ]
   kill -KILL "$pa"
   wait "$pa" || true
   wait "$pbb" || rb=$?
   [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
-  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 2 ] || { cat "$BASE/regfix.log" "$BASE/b.out" >&2; false; }
+  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 2 ] ||
+    { cat "$BASE/regfix.log" "$BASE/b.out" >&2; false; }
   has_image sa2
   no_image sa
   [ -z "$(find "$BASE/images" -name '*.partial')" ]
@@ -758,7 +782,7 @@ EOF
   bb=$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sb" | json_digests | head -n 1)
   sa_own=$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sa" | json_digests | tail -n 1)
   [ "$bb" = "$(skopeo inspect --config --raw "oci:$FILE_TMP/oci:sa" | json_digests | head -n 1)" ]
-  regfix_start --hold "$own_b=1500"
+  regfix_start --hold "$own_b=3000"
   pb a <<EOF
 !!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
 EOF
@@ -771,14 +795,19 @@ EOF
   pb del <<EOF
 !!heropods.image_delete name:'sa'
 EOF
-  # sb's pull finds the shared layer in place, then waits for its own (held)
+  # sb's pull finds the shared layer in place (once its config is in), then waits for
+  # its own (held)
   "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
   local pbb=$! rb=0
   log_waits "GET /v2/test/sb/blobs/$own_b "
   sleep 0.3
-  # sa goes while sb is not recorded yet: its garbage collection waits for the pull
+  held
+  kill -0 "$pbb"
+  # sa goes while sb is not recorded yet: the delete waits for the pull (it ends only
+  # after the hold), so its garbage collection sees sb's record
   hero_run del
   [ "$status" -eq 0 ]
+  fails held
   wait "$pbb" || rb=$?
   [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
   no_image sa
@@ -1148,6 +1177,23 @@ EOF
   first_error_is dd 2 "diff_id"
   no_image baddiff
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
+
+  # diff_ids not of the form sha256:<64 hex> (one would name the layers dir itself, or
+  # a directory outside it): refused before anything is extracted
+  local bad odd=0
+  for bad in '"sha256:"' '"sha256:../.."' 'null'; do
+    odd=$((odd + 1))
+    RAW_DIFF_ID_JSON=$bad push_raw_image "test/oddiff$odd" latest "$d/layer.tar"
+    pb "o$odd" <<EOF
+!!heropods.image_pull name:'oddiff$odd' ref:'$REG/test/oddiff$odd:latest'
+EOF
+    hero_run "o$odd"
+    [ "$status" -eq 1 ]
+    first_error_is "o$odd" 2 "unusable diff_id"
+    no_image "oddiff$odd"
+    [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
+  done
+  nothing_outside
 
   # by tag too: the registry names the digest it stored (Docker-Content-Digest)
   curl -sf -D - -o /dev/null -H "Accept: $OCI_MANIFEST" "http://$REG/v2/test/badman/manifests/latest" |
