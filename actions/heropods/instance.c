@@ -268,15 +268,21 @@ static void configure_finish(configure_op_t *op, int rc, hero_error_t *err)
 
 static void reset_next(int rc, hero_error_t *err, void *data);
 
+static void reset_overlay_done(int rc, hero_error_t *err, void *data)
+{
+    configure_finish(data, rc, err);
+}
+
 static void reset_step(configure_op_t *op)
 {
     if (op->next == op->nctrs) {
         hero_error_t e = HERO_ERROR_INIT;
-        int rc = old_network_down(op, true, &e);
-        if (rc == 0)
-            rc = hero_pods_overlay_reset(op->in, &e);
-        configure_finish(op, rc, &e);
-        hero_error_clear(&e);
+        if (old_network_down(op, true, &e) < 0) {
+            configure_finish(op, -1, &e);
+            hero_error_clear(&e);
+            return;
+        }
+        hero_pods_overlay_reset(op->t->loop, op->in, reset_overlay_done, op);
         return;
     }
     int64_t id = op->ctrs[op->next++].id;

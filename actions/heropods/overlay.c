@@ -193,53 +193,133 @@ long long hero_pods_proc_start_time(int pid)
     return v;
 }
 
-/* Stops the process pid if it still is the one that started at `start`: SIGTERM,
- * then SIGKILL after 3 s. */
-static void stop_daemon(int pid, long long start)
+/* Resetting an instance's overlay: for each of its two notes (the node's, with the
+ * daemon under "daemon", and the pending one of a daemon a killed hero started), the
+ * daemon it names is stopped if it still is the process that started at the recorded
+ * time (SIGTERM, then SIGKILL after 3 s; polled on a timer, the loop goes on), and the
+ * note is deleted. */
+#define STOP_POLL_MS 10
+#define STOP_POLLS 300
+
+typedef struct reset_op {
+    uv_loop_t *loop;
+    hero_pods_instance_t *in;
+    char *keys[2];
+    bool nested[2];
+    int next;                   /* the note being reset */
+    int pid;
+    long long start;
+    int polls;
+    uv_timer_t *timer;
+    hero_pods_done_cb cb;
+    void *data;
+} reset_op_t;
+
+static void reset_timer_closed(uv_handle_t *h)
 {
-    if (pid <= 1 || hero_pods_proc_start_time(pid) != start)
+    free(h);
+}
+
+static void reset_note(reset_op_t *op);
+
+static void reset_end(reset_op_t *op, int rc, hero_error_t *err)
+{
+    if (op->timer)
+        uv_close((uv_handle_t *)op->timer, reset_timer_closed);
+    hero_pods_overlay_forget_cached(op->in);
+    hero_pods_done_cb cb = op->cb;
+    void *data = op->data;
+    free(op->keys[0]);
+    free(op->keys[1]);
+    free(op);
+    cb(rc, err, data);
+}
+
+/* The daemon of note op->next is gone (or was never ours): the note goes, then the next. */
+static void reset_note_done(reset_op_t *op)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_store_meta_del(op->in->store, op->keys[op->next], &e) < 0) {
+        reset_end(op, -1, &e);
+        hero_error_clear(&e);
         return;
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 300; i++) {
-        waitpid(pid, NULL, WNOHANG); /* reaps it when this hero started it */
-        if (hero_pods_proc_start_time(pid) != start)
-            return;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, WNOHANG);
+    op->next++;
+    reset_note(op);
 }
 
-/* Stops the daemon the note `key` names ({"daemon": {...}} when `nested`, else the
- * note itself) and deletes the note. */
-static int reset_note(hero_store_t *st, const char *key, bool nested, hero_error_t *err)
+static bool daemon_alive(reset_op_t *op)
 {
+    waitpid(op->pid, NULL, WNOHANG); /* reaps it when this hero started it */
+    return hero_pods_proc_start_time(op->pid) == op->start;
+}
+
+static void on_stop_poll(uv_timer_t *t)
+{
+    reset_op_t *op = t->data;
+    if (!daemon_alive(op)) {
+        uv_timer_stop(t);
+        reset_note_done(op);
+        return;
+    }
+    if (++op->polls == STOP_POLLS) {
+        kill(op->pid, SIGKILL);
+        waitpid(op->pid, NULL, WNOHANG);
+        uv_timer_stop(t);
+        reset_note_done(op);
+    }
+}
+
+static void reset_note(reset_op_t *op)
+{
+    if (op->next == 2) {
+        reset_end(op, 0, NULL);
+        return;
+    }
+    hero_error_t e = HERO_ERROR_INIT;
     char *v = NULL;
-    int rc = hero_store_meta_get(st, key, &v, err);
-    if (rc == 0) {
-        json_t *j = json_loads(v, 0, NULL);
-        json_t *d = nested ? json_object_get(j, "daemon") : j;
-        if (d)
-            stop_daemon((int)json_integer_value(json_object_get(d, "pid")),
-                        json_integer_value(json_object_get(d, "start")));
-        json_decref(j);
-        rc = hero_store_meta_del(st, key, err);
+    int rc = hero_store_meta_get(op->in->store, op->keys[op->next], &v, &e);
+    if (rc < 0) {
+        reset_end(op, -1, &e);
+        hero_error_clear(&e);
+        return;
     }
+    if (rc == 1) { /* no such note */
+        op->next++;
+        reset_note(op);
+        return;
+    }
+    json_t *j = json_loads(v, 0, NULL);
     free(v);
-    return rc < 0 ? -1 : 0;
+    json_t *d = op->nested[op->next] ? json_object_get(j, "daemon") : j;
+    op->pid = d ? (int)json_integer_value(json_object_get(d, "pid")) : 0;
+    op->start = d ? json_integer_value(json_object_get(d, "start")) : -1;
+    json_decref(j);
+    if (op->pid <= 1 || !daemon_alive(op)) {
+        reset_note_done(op);
+        return;
+    }
+    kill(op->pid, SIGTERM);
+    op->polls = 0;
+    if (!op->timer) {
+        op->timer = hero_xmalloc(sizeof(*op->timer));
+        uv_timer_init(op->loop, op->timer);
+        op->timer->data = op;
+    }
+    uv_timer_start(op->timer, on_stop_poll, STOP_POLL_MS, STOP_POLL_MS);
 }
 
-int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err)
+void hero_pods_overlay_reset(uv_loop_t *loop, hero_pods_instance_t *in, hero_pods_done_cb cb,
+                             void *data)
 {
-    char *key = hero_pods_overlay_key(in->name, false);
+    reset_op_t *op = hero_xcalloc(1, sizeof(*op));
+    op->loop = loop;
+    op->in = in;
+    op->keys[0] = hero_pods_overlay_key(in->name, false);
+    op->nested[0] = true;
     /* a daemon an enable started and a killed hero never made the instance's */
-    char *pending = hero_pods_overlay_key(in->name, true);
-    int rc = reset_note(in->store, key, true, err);
-    if (rc == 0)
-        rc = reset_note(in->store, pending, false, err);
-    free(pending);
-    free(key);
-    hero_pods_overlay_forget_cached(in);
-    return rc;
+    op->keys[1] = hero_pods_overlay_key(in->name, true);
+    op->cb = cb;
+    op->data = data;
+    reset_note(op);
 }

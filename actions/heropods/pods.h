@@ -184,9 +184,11 @@ void hero_pods_overlay_forget_cached(hero_pods_instance_t *in);
 int hero_pods_overlay_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, hero_error_t *err);
 /* The container's overlay address as text: 0 found, 1 none, <0 error. */
 int hero_pods_overlay_addr(hero_store_t *s, int64_t id, char out[46], hero_error_t *err);
-/* configure reset:true: stops the daemon hero started for the instance (if it is
- * still that process) and forgets the instance's overlay. */
-int hero_pods_overlay_reset(hero_pods_instance_t *in, hero_error_t *err);
+/* configure reset:true: stops the daemons hero started for the instance (if they are
+ * still those processes: SIGTERM, SIGKILL after 3 s, waited for on a timer) and forgets
+ * the instance's overlay; cb gets the outcome (possibly before this returns). */
+void hero_pods_overlay_reset(uv_loop_t *loop, hero_pods_instance_t *in, hero_pods_done_cb cb,
+                             void *data);
 /* `hero pods overlay` (cli_overlay.c): prints the overlays (of `instance`, or all)
  * with their daemons' peers; returns the exit status. */
 int hero_pods_cli_overlay(hero_store_t *store, const char *instance, bool as_json);

@@ -307,9 +307,36 @@ EOF
   run in_host A "$HERO" run "$T/A-reset.hs"
   [ "$status" -eq 0 ]
   for i in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
-  ! kill -0 "$pid" 2> /dev/null
+  run kill -0 "$pid"
+  [ "$status" -ne 0 ]
   run in_host A ip link show mycelium
   [ "$status" -ne 0 ]
+  run pods A overlay
+  [[ "$output" == *"no instance has an overlay"* ]]
+}
+
+@test "mycelium (double): reset kills a daemon that ignores SIGTERM, after 3 s" {
+  host A
+  head -c 32 /dev/urandom > "$T/key-A"
+  HOST_NOW=A
+  mycelium_line "tcp://[fd00::99]:9651" | pb A up
+  MYCELIUM_DOUBLE_IGNORE_TERM=1 hrun A up
+  [ "$status" -eq 0 ]
+  pid=$(daemon_pid A)
+  [ -n "$pid" ] && kill -0 "$pid"
+  hdr A reset:true > "$T/A-reset.hs"
+  local t0 t1
+  t0=$(date +%s%N)
+  run --separate-stderr in_host A "$HERO" run "$T/A-reset.hs"
+  t1=$(date +%s%N)
+  [ "$status" -eq 0 ] || { printf '%s\n' "${stderr_lines[@]}" >&2; false; }
+  # SIGTERM was ignored: hero waited its 3 s, then sent SIGKILL
+  [ $(( (t1 - t0) / 1000000 )) -ge 2900 ]
+  # (killed, it may be a zombie for a moment, until init reaps it)
+  for i in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+  run kill -0 "$pid"
+  [ "$status" -ne 0 ]
+  grep -q "ignoring it" "$T/A/overlay/mycelium.log"
   run pods A overlay
   [[ "$output" == *"no instance has an overlay"* ]]
 }
