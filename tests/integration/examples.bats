@@ -43,7 +43,8 @@ setup() {
   [[ "$output" == "hello from a container: hello"* ]]
   [[ "$output" == *"pid 1 is .hero-init"* ]]
   [ -z "$(crun --root "$base/crun" list -q)" ]
-  ! grep -q " $base" /proc/self/mountinfo
+  run grep -q " $base" /proc/self/mountinfo
+  [ "$status" -ne 0 ]
   [ -z "$(ls -A "$base/containers")" ]
   # twice in a row: it converges
   HERO_BASE_DIR=$base run "$HERO" run "$EX/hello.heroscript"

@@ -419,7 +419,8 @@ EOF
   run in_host A "$HERO" run "$T/A-reset.hs"
   [ "$status" -eq 0 ]
   for i in $(seq 50); do kill -0 "$pending" 2> /dev/null || break; sleep 0.1; done
-  ! kill -0 "$pending" 2> /dev/null
+  run kill -0 "$pending"
+  [ "$status" -ne 0 ]
   # nothing is left: no daemon in the host, no TUN, no overlay saved
   [ -z "$(ns_pids "$HOLD_A" | grep -vx "$HOLD_A")" ]
   run in_host A ip link show mycelium
