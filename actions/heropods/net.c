@@ -222,6 +222,7 @@ static struct nlmsghdr *req_init(char *buf, uint16_t type, uint16_t flags)
 typedef struct link_info {
     int index;
     char kind[32]; /* IFLA_INFO_KIND ("bridge", "veth", ...), "" for none */
+    char alias[256]; /* IFLA_IFALIAS, "" for none */
 } link_info_t;
 
 static int on_link(const struct nlmsghdr *m, void *data)
@@ -233,6 +234,10 @@ static int on_link(const struct nlmsghdr *m, void *data)
     li->index = ifm->ifi_index;
     const struct nlattr *a, *b;
     mnl_attr_for_each(a, m, sizeof(*ifm)) {
+        if (mnl_attr_get_type(a) == IFLA_IFALIAS && mnl_attr_validate(a, MNL_TYPE_STRING) == 0)
+            snprintf(li->alias, sizeof(li->alias), "%.*s",
+                     (int)strnlen(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a)),
+                     (const char *)mnl_attr_get_payload(a));
         if (mnl_attr_get_type(a) != IFLA_LINKINFO)
             continue;
         mnl_attr_for_each_nested(b, a) {
@@ -388,6 +393,44 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
     }
     rc = 0;
 out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_bridge_claim(const char *name, const char *owner, hero_error_t *err)
+{
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    int rc = -1;
+    link_info_t li;
+    int r = link_get(&nl, name, &li);
+    if (r < 0) {
+        nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+    } else if (!strncmp(li.alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
+               strncmp(li.alias, owner, sizeof(li.alias) - 1) != 0) {
+        hero_error_set(err, 0,
+                       "bridge %s belongs to another hero instance (%s): give this one "
+                       "another bridge_name (or, if that instance is gone, remove the "
+                       "bridge: ip link del %s)",
+                       name, li.alias + strlen(HERO_NET_OWNER_PREFIX), name);
+        if (err)
+            err->code = EBUSY;
+    } else if (li.alias[0]) {
+        rc = 0; /* ours already, or the user's own bridge with an alias of theirs */
+    } else {
+        char buf[REQ_SIZE];
+        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = AF_UNSPEC;
+        ifm->ifi_index = li.index;
+        mnl_attr_put_strz(nlh, IFLA_IFALIAS, owner);
+        r = nl_talk(&nl, nlh, NULL, NULL);
+        if (r < 0)
+            nl_fail(err, &nl, -r, "cannot set the alias of bridge %s", name);
+        else
+            rc = 0;
+    }
     nl_close(&nl);
     return rc;
 }

@@ -311,6 +311,50 @@ EOF
 
 # ---------------------------------------------------------------- ports
 
+@test "a bridge is one instance's: another base dir's configure onto it is refused, naming the owner" {
+  pb conf < /dev/null
+  hero_run conf
+  [ "$status" -eq 0 ]
+  ip -d link show "$BR" | grep -q "alias hero: instance '$INST' of $BASE"
+  # the same bridge from a second store (another base dir, another instance name)
+  local other=$BASE/other
+  mkdir -p "$other"
+  printf '%s\n' "!!heropods.configure name:'other$N' base_dir:'$other' bridge_name:'$BR' subnet:'$SUBNET' dns_servers:['127.0.0.1']" \
+    > "$BASE/other.hs"
+  hero_run other
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"bridge $BR belongs to another hero instance (instance '$INST' of $BASE"* ]]
+  [[ "$stderr" == *"ip link del $BR"* ]]
+  # the owner's configure still works, its reset too (the bridge is made again, its)
+  hero_run conf
+  [ "$status" -eq 0 ]
+  set_hdr reset:true
+  pb reset < /dev/null
+  hero_run reset
+  [ "$status" -eq 0 ]
+  ip -d link show "$BR" | grep -q "alias hero: instance '$INST' of $BASE"
+  # the owner gone (its bridge removed), the other store may take the name
+  ip link del "$BR"
+  hero_run other
+  [ "$status" -eq 0 ]
+  ip -d link show "$BR" | grep -q "alias hero: instance 'other$N' of $other"
+  # a bridge of the user's own, with an alias of theirs, is used as it is
+  local mine="hm${N}b$$"
+  mine=${mine:0:15}
+  ip link add "$mine" type bridge
+  ip link set "$mine" alias "my lab bridge"
+  printf '%s\n' "!!heropods.configure name:'mine$N' base_dir:'$other' bridge_name:'$mine' subnet:'10.$(( 150 + N )).$(( ($$ + 1) % 250 )).0/24' dns_servers:['127.0.0.1']" \
+    > "$BASE/mine.hs"
+  hero_run mine
+  local st=$status t
+  ip -d link show "$mine" | grep -q "alias my lab bridge"
+  ip link del "$mine"
+  for t in $(nft list tables 2> /dev/null | awk '$3 ~ /^hero_/ { print $3 }'); do
+    case $t in *_"$mine") nft delete table ip "$t" ;; esac
+  done
+  [ "$st" -eq 0 ]
+}
+
 @test "a published port reaches a container's httpd from the host; a taken port is a clear error" {
   local port=$(( 21000 + N ))
   CTRS="pub"
