@@ -117,8 +117,7 @@ int hero_pods_cli_overlay(hero_store_t *store, const char *instance, bool as_jso
         json_t *d = json_object_get(j, "daemon");
         if (d) {
             int pid = (int)json_integer_value(json_object_get(d, "pid"));
-            bool alive = hero_pods_proc_start_time(pid) ==
-                         (long long)json_integer_value(json_object_get(d, "start"));
+            bool alive = hero_pods_proc_is(pid, json_integer_value(json_object_get(d, "start")));
             json_object_set_new(d, "running", json_boolean(alive));
         }
         ask_t a = {0};

@@ -71,16 +71,16 @@ int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t
                               .subnet = in->net.subnet,
                               .prefix_len = in->net.prefix_len,
                               .nat = in->net.nat};
-    /* who owns the bridge: the instance of this store (its uid tells two base dirs
-     * apart; the base dir is for people reading `ip link`) */
-    char *owner = hero_xasprintf(HERO_NET_OWNER_PREFIX "instance '%s' of %s (store %s)",
-                                 in->name, in->base_dir, hero_store_uid(in->store));
-    if (strlen(owner) > 255)
-        owner[255] = 0;
+    /* who owns the bridge: this store (its uid, whatever path it was opened by) and
+     * the instance; the base dir after them is for people reading `ip -d link` */
+    char *key = hero_xasprintf(HERO_NET_OWNER_PREFIX "store %s instance '%s'",
+                               hero_store_uid(in->store), in->name);
+    char *text = hero_xasprintf("%s of %s", key, in->base_dir);
     int rc = hero_net_bridge_ensure(in->net.bridge, in->net.gateway, in->net.prefix_len, err);
     if (rc == 0)
-        rc = hero_net_bridge_claim(in->net.bridge, owner, err);
-    free(owner);
+        rc = hero_net_bridge_claim(in->net.bridge, key, text, err);
+    free(key);
+    free(text);
     if (rc < 0 || hero_net_ipv4_forwarding(err) < 0 ||
         hero_nft_instance_ensure(&ni, in->store, err) < 0)
         return hero_error_wrap(err, "network of instance '%s'", in->name);

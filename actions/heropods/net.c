@@ -397,7 +397,16 @@ out:
     return rc;
 }
 
-int hero_net_bridge_claim(const char *name, const char *owner, hero_error_t *err)
+/* Whether the alias names owner_key's owner: it starts with the key, and the key ends
+ * there or a space follows. */
+static bool alias_is(const char *alias, const char *owner_key)
+{
+    size_t n = strlen(owner_key);
+    return !strncmp(alias, owner_key, n) && (alias[n] == 0 || alias[n] == ' ');
+}
+
+int hero_net_bridge_claim(const char *name, const char *owner_key, const char *owner_text,
+                          hero_error_t *err)
 {
     nl_t nl;
     if (nl_open(&nl, err) < 0)
@@ -407,8 +416,32 @@ int hero_net_bridge_claim(const char *name, const char *owner, hero_error_t *err
     int r = link_get(&nl, name, &li);
     if (r < 0) {
         nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
-    } else if (!strncmp(li.alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
-               strncmp(li.alias, owner, sizeof(li.alias) - 1) != 0) {
+        goto out;
+    }
+    if (!li.alias[0]) {
+        /* the kernel takes at most IFALIASZ - 1 bytes, its NUL included */
+        char alias[sizeof(li.alias) - 1];
+        snprintf(alias, sizeof(alias), "%s", owner_text);
+        char buf[REQ_SIZE];
+        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = AF_UNSPEC;
+        ifm->ifi_index = li.index;
+        mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
+        r = nl_talk(&nl, nlh, NULL, NULL);
+        if (r < 0) {
+            nl_fail(err, &nl, -r, "cannot set the alias of bridge %s", name);
+            goto out;
+        }
+        /* read back: another hero may have claimed it at the same moment */
+        r = link_get(&nl, name, &li);
+        if (r < 0) {
+            nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+            goto out;
+        }
+    }
+    if (!strncmp(li.alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
+        !alias_is(li.alias, owner_key)) {
         hero_error_set(err, 0,
                        "bridge %s belongs to another hero instance (%s): give this one "
                        "another bridge_name (or, if that instance is gone, remove the "
@@ -416,21 +449,10 @@ int hero_net_bridge_claim(const char *name, const char *owner, hero_error_t *err
                        name, li.alias + strlen(HERO_NET_OWNER_PREFIX), name);
         if (err)
             err->code = EBUSY;
-    } else if (li.alias[0]) {
-        rc = 0; /* ours already, or the user's own bridge with an alias of theirs */
-    } else {
-        char buf[REQ_SIZE];
-        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
-        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-        ifm->ifi_family = AF_UNSPEC;
-        ifm->ifi_index = li.index;
-        mnl_attr_put_strz(nlh, IFLA_IFALIAS, owner);
-        r = nl_talk(&nl, nlh, NULL, NULL);
-        if (r < 0)
-            nl_fail(err, &nl, -r, "cannot set the alias of bridge %s", name);
-        else
-            rc = 0;
+        goto out;
     }
+    rc = 0; /* ours, or the user's own bridge with an alias of theirs */
+out:
     nl_close(&nl);
     return rc;
 }

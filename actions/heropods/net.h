@@ -30,13 +30,16 @@
 int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
                            hero_error_t *err);
 
-/* Marks the bridge as one instance's: its alias (IFLA_IFALIAS, what `ip link` shows
- * as "alias") is set to `owner` (HERO_NET_OWNER_PREFIX, then who owns it; at most 255
- * bytes) when it has none. A bridge whose alias names another owner is an error (EBUSY)
- * that names that one: two instances on one bridge would hand out the same addresses.
- * A bridge with an alias of the user's (not hero's) is used as it is. */
+/* Marks the bridge as one instance's: when it has no alias (IFLA_IFALIAS, what `ip -d
+ * link` shows as "alias"), it gets owner_text (cut to 254 bytes), which starts with
+ * owner_key: HERO_NET_OWNER_PREFIX, then what tells the owner apart (the part that is
+ * compared; anything after it, after a space, is for people). A bridge whose alias is
+ * hero's and names another owner is an error (EBUSY) naming that one: two instances on
+ * one bridge would hand out the same addresses. A bridge with an alias of the user's
+ * (not hero's) is used as it is. */
 #define HERO_NET_OWNER_PREFIX "hero: "
-int hero_net_bridge_claim(const char *name, const char *owner, hero_error_t *err);
+int hero_net_bridge_claim(const char *name, const char *owner_key, const char *owner_text,
+                          hero_error_t *err);
 
 /* Deletes the bridge `name`; a missing one is fine. Refuses a link of that name that
  * is not a bridge. */

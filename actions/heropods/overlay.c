@@ -184,13 +184,21 @@ long long hero_pods_proc_start_time(int pid)
         return -1;
     long long v = -1;
     int field = 2;
-    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
-        if (++field == 22) {
+    char *save = NULL;
+    for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (++field == 3 && (tok[0] == 'Z' || tok[0] == 'X'))
+            return -1; /* dead, not yet reaped: gone as far as anyone here cares */
+        if (field == 22) {
             v = atoll(tok);
             break;
         }
     }
     return v;
+}
+
+bool hero_pods_proc_is(int pid, long long start)
+{
+    return pid > 1 && start > 0 && hero_pods_proc_start_time(pid) == start;
 }
 
 /* Resetting an instance's overlay: for each of its two notes (the node's, with the
@@ -199,7 +207,8 @@ long long hero_pods_proc_start_time(int pid)
  * time (SIGTERM, then SIGKILL after 3 s; polled on a timer, the loop goes on), and the
  * note is deleted. */
 #define STOP_POLL_MS 10
-#define STOP_POLLS 300
+#define STOP_POLLS 300          /* 3 s for SIGTERM */
+#define KILL_POLLS 100          /* then 1 s for SIGKILL to take effect */
 
 typedef struct reset_op {
     uv_loop_t *loop;
@@ -251,7 +260,7 @@ static void reset_note_done(reset_op_t *op)
 static bool daemon_alive(reset_op_t *op)
 {
     waitpid(op->pid, NULL, WNOHANG); /* reaps it when this hero started it */
-    return hero_pods_proc_start_time(op->pid) == op->start;
+    return hero_pods_proc_is(op->pid, op->start);
 }
 
 static void on_stop_poll(uv_timer_t *t)
@@ -262,10 +271,11 @@ static void on_stop_poll(uv_timer_t *t)
         reset_note_done(op);
         return;
     }
-    if (++op->polls == STOP_POLLS) {
+    ++op->polls;
+    if (op->polls == STOP_POLLS) {
         kill(op->pid, SIGKILL);
-        waitpid(op->pid, NULL, WNOHANG);
-        uv_timer_stop(t);
+    } else if (op->polls >= STOP_POLLS + KILL_POLLS) {
+        uv_timer_stop(t); /* (a process SIGKILL does not end in 1 s: nothing more to do) */
         reset_note_done(op);
     }
 }
@@ -295,7 +305,7 @@ static void reset_note(reset_op_t *op)
     op->pid = d ? (int)json_integer_value(json_object_get(d, "pid")) : 0;
     op->start = d ? json_integer_value(json_object_get(d, "start")) : -1;
     json_decref(j);
-    if (op->pid <= 1 || !daemon_alive(op)) {
+    if (!daemon_alive(op)) {
         reset_note_done(op);
         return;
     }

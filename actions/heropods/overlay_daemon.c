@@ -140,7 +140,7 @@ static void stop_started_daemon(ov_op_t *op)
 {
     if (op->daemon_pid <= 0)
         return;
-    if (hero_pods_proc_start_time(op->daemon_pid) == op->daemon_start) {
+    if (hero_pods_proc_is(op->daemon_pid, op->daemon_start)) {
         kill(op->daemon_pid, SIGKILL);
         waitpid(op->daemon_pid, NULL, 0);
     }
@@ -262,8 +262,7 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
             json_t *o = json_loads(old, 0, NULL);
             json_t *d = json_object_get(o, "daemon");
             int pid = (int)json_integer_value(json_object_get(d, "pid"));
-            if (d && hero_pods_proc_start_time(pid) ==
-                         (long long)json_integer_value(json_object_get(d, "start")))
+            if (d && hero_pods_proc_is(pid, json_integer_value(json_object_get(d, "start"))))
                 json_object_set(j, "daemon", d);
             json_decref(o);
         }
@@ -350,7 +349,7 @@ static bool daemon_died(ov_op_t *op)
         return false;
     int ws = 0;
     pid_t r = waitpid(op->daemon_pid, &ws, WNOHANG);
-    if (r == 0 || (r < 0 && hero_pods_proc_start_time(op->daemon_pid) == op->daemon_start))
+    if (r == 0 || (r < 0 && hero_pods_proc_is(op->daemon_pid, op->daemon_start)))
         return false;
     char *tail = log_tail(op->log);
     int pid = op->daemon_pid;

@@ -196,5 +196,8 @@ int hero_pods_cli_overlay(hero_store_t *store, const char *instance, bool as_jso
  * pid it names one process for good, so a recorded daemon is never confused with a
  * later process that got the same pid. */
 long long hero_pods_proc_start_time(int pid);
+/* Whether pid is the live process that started at `start` (a start time from
+ * hero_pods_proc_start_time; <= 0 is never anyone's). */
+bool hero_pods_proc_is(int pid, long long start);
 
 #endif

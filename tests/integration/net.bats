@@ -315,7 +315,12 @@ EOF
   pb conf < /dev/null
   hero_run conf
   [ "$status" -eq 0 ]
-  ip -d link show "$BR" | grep -q "alias hero: instance '$INST' of $BASE"
+  ip -d link show "$BR" | grep -q "alias hero: store [0-9a-z]* instance '$INST' of $BASE\$"
+  # the same store spelt otherwise (a trailing slash) is the same owner
+  printf '%s\n' "!!heropods.configure name:'$INST' base_dir:'$BASE/' bridge_name:'$BR' subnet:'$SUBNET' dns_servers:['127.0.0.1']" \
+    > "$BASE/slash.hs"
+  hero_run slash
+  [ "$status" -eq 0 ]
   # the same bridge from a second store (another base dir, another instance name)
   local other=$BASE/other
   mkdir -p "$other"
@@ -323,7 +328,7 @@ EOF
     > "$BASE/other.hs"
   hero_run other
   [ "$status" -eq 1 ]
-  [[ "$stderr" == *"bridge $BR belongs to another hero instance (instance '$INST' of $BASE"* ]]
+  [[ "$stderr" == *"bridge $BR belongs to another hero instance (store "*" instance '$INST' of $BASE)"* ]]
   [[ "$stderr" == *"ip link del $BR"* ]]
   # the owner's configure still works, its reset too (the bridge is made again, its)
   hero_run conf
@@ -332,12 +337,25 @@ EOF
   pb reset < /dev/null
   hero_run reset
   [ "$status" -eq 0 ]
-  ip -d link show "$BR" | grep -q "alias hero: instance '$INST' of $BASE"
+  ip -d link show "$BR" | grep -q "alias hero: store [0-9a-z]* instance '$INST' of $BASE\$"
   # the owner gone (its bridge removed), the other store may take the name
   ip link del "$BR"
   hero_run other
   [ "$status" -eq 0 ]
-  ip -d link show "$BR" | grep -q "alias hero: instance 'other$N' of $other"
+  ip -d link show "$BR" | grep -q "alias hero: store [0-9a-z]* instance 'other$N' of $other\$"
+  # a base dir too long for the alias (IFALIASZ): cut, and still this store's
+  local deep=$BASE/$(printf 'd%.0s' $(seq 120))/$(printf 'e%.0s' $(seq 120))
+  mkdir -p "$deep"
+  printf '%s\n' "!!heropods.configure name:'deep$N' base_dir:'$deep' bridge_name:'$BR' subnet:'$SUBNET' dns_servers:['127.0.0.1']" \
+    > "$BASE/deep.hs"
+  hero_run other
+  [ "$status" -eq 0 ]
+  ip link del "$BR"
+  hero_run deep
+  [ "$status" -eq 0 ]
+  hero_run deep
+  [ "$status" -eq 0 ]
+  ip -d link show "$BR" | grep -q "alias hero: store [0-9a-z]* instance 'deep$N' of $BASE/ddd"
   # a bridge of the user's own, with an alias of theirs, is used as it is
   local mine="hm${N}b$$"
   mine=${mine:0:15}
