@@ -76,9 +76,8 @@ int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t
     char *key = hero_xasprintf(HERO_NET_OWNER_PREFIX "store %s instance '%s'",
                                hero_store_uid(in->store), in->name);
     char *text = hero_xasprintf("%s of %s", key, in->base_dir);
-    int rc = hero_net_bridge_ensure(in->net.bridge, in->net.gateway, in->net.prefix_len, err);
-    if (rc == 0)
-        rc = hero_net_bridge_claim(in->net.bridge, key, text, err);
+    int rc = hero_net_bridge_ensure(in->net.bridge, in->net.gateway, in->net.prefix_len, key,
+                                    text, err);
     free(key);
     free(text);
     if (rc < 0 || hero_net_ipv4_forwarding(err) < 0 ||

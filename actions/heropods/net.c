@@ -342,8 +342,52 @@ static const char *kind_name(const link_info_t *li)
     return li->kind[0] ? li->kind : "device without a kind";
 }
 
+/* Whether the alias names owner_key's owner: it starts with the key, and the key ends
+ * there or a space follows. */
+static bool alias_is(const char *alias, const char *owner_key)
+{
+    size_t n = strlen(owner_key);
+    return !strncmp(alias, owner_key, n) && (alias[n] == 0 || alias[n] == ' ');
+}
+
+/* The ownership part of hero_net_bridge_ensure (see net.h), on the bridge li is. */
+static int bridge_claim(nl_t *nl, const char *name, link_info_t *li, const char *owner_key,
+                        const char *owner_text, hero_error_t *err)
+{
+    if (!li->alias[0]) {
+        /* the kernel takes at most IFALIASZ - 1 bytes, its NUL included */
+        char alias[sizeof(li->alias) - 1];
+        snprintf(alias, sizeof(alias), "%s", owner_text);
+        char buf[REQ_SIZE];
+        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
+        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+        ifm->ifi_family = AF_UNSPEC;
+        ifm->ifi_index = li->index;
+        mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
+        int r = nl_talk(nl, nlh, NULL, NULL);
+        if (r < 0)
+            return nl_fail(err, nl, -r, "cannot set the alias of bridge %s", name);
+        /* read back: another hero may have claimed it at the same moment */
+        r = link_get(nl, name, li);
+        if (r < 0)
+            return nl_fail(err, nl, -r, "cannot look up bridge %s", name);
+    }
+    if (!strncmp(li->alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
+        !alias_is(li->alias, owner_key)) {
+        hero_error_set(err, 0,
+                       "bridge %s belongs to another hero instance (%s): give this one "
+                       "another bridge_name (or, if that instance is gone, remove the "
+                       "bridge: ip link del %s)",
+                       name, li->alias + strlen(HERO_NET_OWNER_PREFIX), name);
+        if (err)
+            err->code = EBUSY;
+        return -1;
+    }
+    return 0; /* ours, or the user's own bridge with an alias of theirs */
+}
+
 int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
-                           hero_error_t *err)
+                           const char *owner_key, const char *owner_text, hero_error_t *err)
 {
     if (check_ifname(name, "bridge", err) < 0 || check_prefix(prefix_len, err) < 0)
         return -1;
@@ -379,6 +423,9 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
                                "is a %s, not a bridge", name, kind_name(&li));
         goto out;
     }
+    /* before anything of this instance goes onto it */
+    if (owner_key && bridge_claim(&nl, name, &li, owner_key, owner_text, err) < 0)
+        goto out;
     r = addr_add(&nl, li.index, gateway, prefix_len);
     if (r < 0 && r != -EEXIST) {
         char a[16];
@@ -392,66 +439,6 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
         goto out;
     }
     rc = 0;
-out:
-    nl_close(&nl);
-    return rc;
-}
-
-/* Whether the alias names owner_key's owner: it starts with the key, and the key ends
- * there or a space follows. */
-static bool alias_is(const char *alias, const char *owner_key)
-{
-    size_t n = strlen(owner_key);
-    return !strncmp(alias, owner_key, n) && (alias[n] == 0 || alias[n] == ' ');
-}
-
-int hero_net_bridge_claim(const char *name, const char *owner_key, const char *owner_text,
-                          hero_error_t *err)
-{
-    nl_t nl;
-    if (nl_open(&nl, err) < 0)
-        return -1;
-    int rc = -1;
-    link_info_t li;
-    int r = link_get(&nl, name, &li);
-    if (r < 0) {
-        nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
-        goto out;
-    }
-    if (!li.alias[0]) {
-        /* the kernel takes at most IFALIASZ - 1 bytes, its NUL included */
-        char alias[sizeof(li.alias) - 1];
-        snprintf(alias, sizeof(alias), "%s", owner_text);
-        char buf[REQ_SIZE];
-        struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, 0);
-        struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
-        ifm->ifi_family = AF_UNSPEC;
-        ifm->ifi_index = li.index;
-        mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
-        r = nl_talk(&nl, nlh, NULL, NULL);
-        if (r < 0) {
-            nl_fail(err, &nl, -r, "cannot set the alias of bridge %s", name);
-            goto out;
-        }
-        /* read back: another hero may have claimed it at the same moment */
-        r = link_get(&nl, name, &li);
-        if (r < 0) {
-            nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
-            goto out;
-        }
-    }
-    if (!strncmp(li.alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
-        !alias_is(li.alias, owner_key)) {
-        hero_error_set(err, 0,
-                       "bridge %s belongs to another hero instance (%s): give this one "
-                       "another bridge_name (or, if that instance is gone, remove the "
-                       "bridge: ip link del %s)",
-                       name, li.alias + strlen(HERO_NET_OWNER_PREFIX), name);
-        if (err)
-            err->code = EBUSY;
-        goto out;
-    }
-    rc = 0; /* ours, or the user's own bridge with an alias of theirs */
 out:
     nl_close(&nl);
     return rc;

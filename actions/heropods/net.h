@@ -7,7 +7,7 @@
  * are uint32_t in host byte order (10.197.0.1 is 0x0ac50001).
  *
  * Per instance (idempotent, re-applied on every run):
- *     hero_net_bridge_ensure(bridge_name, gateway_ip, prefix_len)
+ *     hero_net_bridge_ensure(bridge_name, gateway_ip, prefix_len, owner)
  *     hero_net_ipv4_forwarding()
  * Per container, after `crun create` and before `crun start`:
  *     hero_net_host_name(store uid, container id) -> host-side name
@@ -26,20 +26,19 @@
 
 /* Creates the bridge `name` if it does not exist, makes sure gateway/prefix_len is
  * on it (an address already there is fine) and sets it up. Idempotent. An existing
- * link of that name that is not a bridge is an error naming it. */
-int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
-                           hero_error_t *err);
-
-/* Marks the bridge as one instance's: when it has no alias (IFLA_IFALIAS, what `ip -d
- * link` shows as "alias"), it gets owner_text (cut to 254 bytes), which starts with
- * owner_key: HERO_NET_OWNER_PREFIX, then what tells the owner apart (the part that is
- * compared; anything after it, after a space, is for people). A bridge whose alias is
- * hero's and names another owner is an error (EBUSY) naming that one: two instances on
- * one bridge would hand out the same addresses. A bridge with an alias of the user's
- * (not hero's) is used as it is. */
+ * link of that name that is not a bridge is an error naming it.
+ *
+ * With owner_key (NULL: no owner), the bridge is also one instance's, checked before
+ * anything is put on it: when it has no alias (IFLA_IFALIAS, what `ip -d link` shows as
+ * "alias"), it gets owner_text (cut to 254 bytes), which starts with owner_key:
+ * HERO_NET_OWNER_PREFIX, then what tells the owner apart (the part that is compared;
+ * anything after it, after a space, is for people). A bridge whose alias is hero's and
+ * names another owner is an error (EBUSY) naming that one, and is left as it is: two
+ * instances on one bridge would hand out the same addresses. A bridge with an alias of
+ * the user's (not hero's) is used as it is. */
 #define HERO_NET_OWNER_PREFIX "hero: "
-int hero_net_bridge_claim(const char *name, const char *owner_key, const char *owner_text,
-                          hero_error_t *err);
+int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
+                           const char *owner_key, const char *owner_text, hero_error_t *err);
 
 /* Deletes the bridge `name`; a missing one is fine. Refuses a link of that name that
  * is not a bridge. */

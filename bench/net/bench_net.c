@@ -682,7 +682,7 @@ int main(int argc, char **argv)
            BRIDGE, base, ip_bin, nsenter_bin);
     fflush(stdout);
 
-    if (hero_net_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err) < 0) {
+    if (hero_net_bridge_ensure(BRIDGE, GATEWAY, PREFIX, NULL, NULL, &err) < 0) {
         fprintf(stderr, "bench_net: %s\n", err.msg);
         goto out;
     }

@@ -324,12 +324,16 @@ EOF
   # the same bridge from a second store (another base dir, another instance name)
   local other=$BASE/other
   mkdir -p "$other"
-  printf '%s\n' "!!heropods.configure name:'other$N' base_dir:'$other' bridge_name:'$BR' subnet:'$SUBNET' dns_servers:['127.0.0.1']" \
+  local osub="10.$(( 150 + N )).$(( ($$ + 2) % 250 )).0/24"
+  printf '%s\n' "!!heropods.configure name:'other$N' base_dir:'$other' bridge_name:'$BR' subnet:'$osub' dns_servers:['127.0.0.1']" \
     > "$BASE/other.hs"
   hero_run other
   [ "$status" -eq 1 ]
   [[ "$stderr" == *"bridge $BR belongs to another hero instance (store "*" instance '$INST' of $BASE)"* ]]
   [[ "$stderr" == *"ip link del $BR"* ]]
+  # refused before anything of it went onto the bridge: not its gateway address
+  fails grep -q " ${osub%.0/24}.1/" <(ip -4 -o addr show dev "$BR")
+  grep -q " ${SUBNET%.0/24}.1/" <(ip -4 -o addr show dev "$BR")
   # the owner's configure still works, its reset too (the bridge is made again, its)
   hero_run conf
   [ "$status" -eq 0 ]

@@ -315,18 +315,18 @@ static void test_netlink(void)
     const uint32_t gw = IP(10, 197, 0, 1), a_ip = IP(10, 197, 0, 10), b_ip = IP(10, 197, 0, 11);
 
     /* the bridge, twice */
-    int rc = hero_net_bridge_ensure(BRIDGE, gw, 24, &e);
+    int rc = hero_net_bridge_ensure(BRIDGE, gw, 24, NULL, NULL, &e);
     diag(&e);
     TAP_OK(rc == 0, "bridge_ensure creates " BRIDGE);
     unsigned idx = if_nametoindex(BRIDGE);
     uint32_t mask;
     TAP_OK(idx > 0 && if_addr(BRIDGE, &mask) == gw && mask == 0xffffff00u && if_up(BRIDGE),
            "the bridge exists, is up and holds 10.197.0.1/24");
-    rc = hero_net_bridge_ensure(BRIDGE, gw, 24, &e);
+    rc = hero_net_bridge_ensure(BRIDGE, gw, 24, NULL, NULL, &e);
     diag(&e);
     TAP_OK(rc == 0 && if_nametoindex(BRIDGE) == idx, "bridge_ensure again: no error, same link");
     if_set_down(BRIDGE);
-    rc = hero_net_bridge_ensure(BRIDGE, gw, 24, &e);
+    rc = hero_net_bridge_ensure(BRIDGE, gw, 24, NULL, NULL, &e);
     diag(&e);
     TAP_OK(rc == 0 && if_up(BRIDGE) && if_addr(BRIDGE, NULL) == gw,
            "bridge_ensure on a bridge that is down sets it up again");
@@ -391,7 +391,7 @@ static void test_netlink(void)
            "TCP from A to the gateway address (10.197.0.1:8081) on the bridge");
 
     /* error cases */
-    rc = hero_net_bridge_ensure(ha, gw, 24, &e);
+    rc = hero_net_bridge_ensure(ha, gw, 24, NULL, NULL, &e);
     TAP_OK(rc < 0 && contains(&e, ha) && contains(&e, "not a bridge"),
            "bridge_ensure on a veth of that name: an error naming it");
     diag(&e);

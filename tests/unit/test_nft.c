@@ -370,9 +370,9 @@ static void test_nft(void)
     hero_nft_instance_t in = {.table = table, .bridge = BRIDGE, .subnet = IP(10, 198, 0, 0),
                               .prefix_len = 24, .nat = true};
 
-    int rc = hero_net_bridge_ensure(BRIDGE, gw, 24, &e);
+    int rc = hero_net_bridge_ensure(BRIDGE, gw, 24, NULL, NULL, &e);
     if (rc == 0)
-        rc = hero_net_bridge_ensure(OTHER, gw1, 24, &e);
+        rc = hero_net_bridge_ensure(OTHER, gw1, 24, NULL, NULL, &e);
     if (rc == 0)
         rc = hero_net_ipv4_forwarding(&e);
     diag(&e);
@@ -634,7 +634,7 @@ static void test_ensure(void)
                               .prefix_len = 24, .nat = true};
     int rc = dir ? hero_store_open(dir, &st, &e) : -1;
     if (rc == 0)
-        rc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, &e);
+        rc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, NULL, NULL, &e);
     diag(&e);
     if (!TAP_OK(rc == 0, "ensure: a store in a temporary directory, and the bridge " BRIDGE))
         goto out;
@@ -707,7 +707,7 @@ static void test_ensure(void)
 
     /* the same store from another network namespace: its ruleset is not this one */
     if (child_start(&other) == 0 && enter(other.pid) == 0) {
-        int brc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, &e);
+        int brc = hero_net_bridge_ensure(BRIDGE, IP(10, 198, 0, 1), 24, NULL, NULL, &e);
         rc = brc < 0 ? -1 : hero_nft_instance_ensure(&in, st, &e);
         diag(&e);
         bool right = rc == 0 && table_is_right(true);
