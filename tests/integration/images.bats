@@ -180,7 +180,7 @@ setup() {
   BR="hi${N}p$$"
   BR=${BR:0:15}
   CTRS=""
-  RF_PID=""
+  RF_PID="" PA="" PB=""
   PODMAN_DIR=""
   unset HERO_CONFIG
   set_hdr
@@ -193,7 +193,15 @@ set_hdr() {
 }
 
 teardown() {
-  [ -z "${RF_PID:-}" ] || { kill "$RF_PID" 2> /dev/null; wait "$RF_PID" 2> /dev/null || true; }
+  # the test's own background processes still running (a pid already waited for is not
+  # one of its jobs any more, and is left alone)
+  local p
+  for p in ${PA:-} ${PB:-} ${RF_PID:-}; do
+    if jobs -p | grep -qx "$p"; then
+      kill "$p" 2> /dev/null
+      wait "$p" 2> /dev/null || true
+    fi
+  done
   [ -n "${BASE:-}" ] || return 0
   if [ -d "$BASE" ] && [ -n "$CTRS" ]; then
     write_cleanup
@@ -708,12 +716,16 @@ log_waits() {
 # held: the hold is on (regfix has not answered the held GET yet)
 held() { ! grep -q '^HOLD-END' "$BASE/regfix.log"; }
 
-@test "two hero processes pulling one image into one store: each blob is downloaded once, the other waits" {
-  local own cfg
+# overlapping_pulls HOLD_MS: two hero processes pull test/sa (as sa, then as sa2) from
+# regfix, the first GET of sa's own layer held HOLD_MS: `a` starts and its GET of that
+# layer comes in; then `b` starts and asks for the config, which it does right after it
+# has tried the layer's partial, a's and locked. Sets OWN (that layer's digest), PA and
+# PB (the two pids, to wait for); their output is in $BASE/a.out and $BASE/b.out.
+overlapping_pulls() {
+  local cfg
   cfg=$(layout_digests sa | head -n 1)
-  own=$(layout_digests sa | tail -n 1)
-  # the first GET of the image's own layer is held, so the two pulls overlap
-  regfix_start --hold "$own=3000"
+  OWN=$(layout_digests sa | tail -n 1)
+  regfix_start --hold "$OWN=$1"
   pb a <<EOF
 !!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
 EOF
@@ -721,16 +733,20 @@ EOF
 !!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
 EOF
   "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  local pa=$! ra=0 rb=0
-  log_waits "GET /v2/test/sa/blobs/$own "
+  PA=$!
+  log_waits "GET /v2/test/sa/blobs/$OWN "
   "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
-  local pbb=$!
-  # b asks for the config right after it has tried the layer's partial: while a's
-  # download of it is held, so b found it locked
+  PB=$!
   log_waits "GET /v2/test/sa/blobs/$cfg " 2
+}
+
+@test "two hero processes pulling one image into one store: each blob is downloaded once, the other waits" {
+  overlapping_pulls 3000
+  # b tried the partial while a's download of it was held, so b found it locked
   held
-  wait "$pa" || ra=$?
-  wait "$pbb" || rb=$?
+  local ra=0 rb=0
+  wait "$PA" || ra=$?
+  wait "$PB" || rb=$?
   [ "$ra" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
   [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
   local d
@@ -744,31 +760,17 @@ EOF
 }
 
 @test "a hero killed while downloading: another process waiting for the blob takes the download over" {
-  local own cfg
-  cfg=$(layout_digests sa | head -n 1)
-  own=$(layout_digests sa | tail -n 1)
-  regfix_start --hold "$own=30000"
-  pb a <<EOF
-!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
-EOF
-  pb b <<EOF
-!!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
-EOF
-  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  local pa=$! rb=0
-  log_waits "GET /v2/test/sa/blobs/$own "
-  "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
-  local pbb=$!
-  # b has tried the partial (see above) and waits for a
-  log_waits "GET /v2/test/sa/blobs/$cfg " 2
+  overlapping_pulls 30000
+  local rb=0
+  # b has tried the partial and waits for a
   sleep 0.2
-  kill -0 "$pbb"
-  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 1 ]
-  kill -KILL "$pa"
-  wait "$pa" || true
-  wait "$pbb" || rb=$?
+  kill -0 "$PB"
+  [ "$(grep -c "GET /v2/test/sa/blobs/$OWN " "$BASE/regfix.log")" -eq 1 ]
+  kill -KILL "$PA"
+  wait "$PA" || true
+  wait "$PB" || rb=$?
   [ "$rb" -eq 0 ] || { cat "$BASE/b.out" >&2; false; }
-  [ "$(grep -c "GET /v2/test/sa/blobs/$own " "$BASE/regfix.log")" -eq 2 ] ||
+  [ "$(grep -c "GET /v2/test/sa/blobs/$OWN " "$BASE/regfix.log")" -eq 2 ] ||
     { cat "$BASE/regfix.log" "$BASE/b.out" >&2; false; }
   has_image sa2
   no_image sa
