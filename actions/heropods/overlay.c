@@ -213,9 +213,7 @@ bool hero_pods_proc_is(int pid, long long start)
 typedef struct reset_op {
     uv_loop_t *loop;
     hero_pods_instance_t *in;
-    char *keys[2];
-    bool nested[2];
-    int next;                   /* the note being reset */
+    int next;                   /* the note being reset: 0 the node's, 1 the pending one */
     int pid;
     long long start;
     int polls;
@@ -238,8 +236,6 @@ static void reset_end(reset_op_t *op, int rc, hero_error_t *err)
     hero_pods_overlay_forget_cached(op->in);
     hero_pods_done_cb cb = op->cb;
     void *data = op->data;
-    free(op->keys[0]);
-    free(op->keys[1]);
     free(op);
     cb(rc, err, data);
 }
@@ -248,7 +244,10 @@ static void reset_end(reset_op_t *op, int rc, hero_error_t *err)
 static void reset_note_done(reset_op_t *op)
 {
     hero_error_t e = HERO_ERROR_INIT;
-    if (hero_store_meta_del(op->in->store, op->keys[op->next], &e) < 0) {
+    char *key = hero_pods_overlay_key(op->in->name, op->next == 1);
+    int rc = hero_store_meta_del(op->in->store, key, &e);
+    free(key);
+    if (rc < 0) {
         reset_end(op, -1, &e);
         hero_error_clear(&e);
         return;
@@ -288,7 +287,9 @@ static void reset_note(reset_op_t *op)
     }
     hero_error_t e = HERO_ERROR_INIT;
     char *v = NULL;
-    int rc = hero_store_meta_get(op->in->store, op->keys[op->next], &v, &e);
+    char *key = hero_pods_overlay_key(op->in->name, op->next == 1);
+    int rc = hero_store_meta_get(op->in->store, key, &v, &e);
+    free(key);
     if (rc < 0) {
         reset_end(op, -1, &e);
         hero_error_clear(&e);
@@ -301,7 +302,8 @@ static void reset_note(reset_op_t *op)
     }
     json_t *j = json_loads(v, 0, NULL);
     free(v);
-    json_t *d = op->nested[op->next] ? json_object_get(j, "daemon") : j;
+    /* the node's note has the daemon under "daemon"; the pending one is the daemon */
+    json_t *d = op->next == 0 ? json_object_get(j, "daemon") : j;
     op->pid = d ? (int)json_integer_value(json_object_get(d, "pid")) : 0;
     op->start = d ? json_integer_value(json_object_get(d, "start")) : -1;
     json_decref(j);
@@ -325,10 +327,6 @@ void hero_pods_overlay_reset(uv_loop_t *loop, hero_pods_instance_t *in, hero_pod
     reset_op_t *op = hero_xcalloc(1, sizeof(*op));
     op->loop = loop;
     op->in = in;
-    op->keys[0] = hero_pods_overlay_key(in->name, false);
-    op->nested[0] = true;
-    /* a daemon an enable started and a killed hero never made the instance's */
-    op->keys[1] = hero_pods_overlay_key(in->name, true);
     op->cb = cb;
     op->data = data;
     reset_note(op);
