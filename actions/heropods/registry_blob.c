@@ -265,7 +265,10 @@ static int partial_take(reg_blob_t *b)
         struct stat mine, named;
         if (fstat(fd, &mine) == 0 && stat(b->partial, &named) == 0 &&
             mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
-            if (ftruncate(fd, 0) < 0) {
+            /* not when it is empty (made just now): on ext4 a truncate to 0 marks the
+             * file to be flushed to disk when it is closed (auto_da_alloc), and the
+             * sync of the layer extracted from it would then wait for its data */
+            if (mine.st_size > 0 && ftruncate(fd, 0) < 0) {
                 int e = errno;
                 close(fd);
                 errno = e;
