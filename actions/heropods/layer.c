@@ -49,6 +49,8 @@
 
 #include <openssl/evp.h>
 
+#include "runtime/flush.h"
+
 /* Read size for the blob file. The decompressors hand out 64 KiB (gzip) or 128 KiB
  * (zstd) blocks whatever this is; for a plain tar the blocks are this size. */
 #define BLOB_READ_BLOCK (1024 * 1024)
@@ -59,6 +61,12 @@
  * WRITEBACK_CHUNK bytes of a file, and at its end when WRITEBACK_TAIL or more remain. */
 #define WRITEBACK_CHUNK (1024 * 1024)
 #define WRITEBACK_TAIL (256 * 1024)
+/* A file this big is also handed to a flusher (runtime/flush.h) every FLUSH_CHUNK
+ * bytes, and its tail at its end when FLUSH_TAIL or more: the flushes run while the
+ * layer is still being written, so hero_layer_sync has little left to wait for. Smaller
+ * files are left to that sync (an fdatasync each would cost a journal commit each). */
+#define FLUSH_CHUNK (4 * 1024 * 1024)
+#define FLUSH_TAIL (1024 * 1024)
 #define OPAQUE_XATTR "trusted.overlay.opaque"
 #define WH_PREFIX ".wh."
 #define WH_META_PREFIX ".wh..wh."
@@ -218,6 +226,7 @@ typedef struct ctx {
     bool pc_stale;                /* something was removed: resolve again next time */
     dirtime_t *dt;                /* directory times, applied at the end */
     size_t ndt, capdt;
+    hero_flush_t *flush;          /* made for the first big file, or NULL */
 } ctx_t;
 
 static int entry_error(ctx_t *c, int code, const char *fmt, ...)
@@ -738,7 +747,7 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
     if (fd < 0)
         return entry_error(c, errno, "cannot create the file");
 
-    int64_t pos = 0, kicked = 0;
+    int64_t pos = 0, kicked = 0, flushed = 0;
     for (;;) {
         const void *buf;
         size_t len;
@@ -772,9 +781,17 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
             sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
             kicked = pos;
         }
+        if (pos - flushed >= FLUSH_CHUNK) {
+            if (!c->flush)
+                c->flush = hero_flush_new();
+            hero_flush_push(c->flush, fd);
+            flushed = pos;
+        }
     }
     if (pos - kicked >= WRITEBACK_TAIL)
         sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
+    if (flushed && pos - flushed >= FLUSH_TAIL)
+        hero_flush_push(c->flush, fd);
     int64_t size = archive_entry_size(e);
     if (archive_entry_size_is_set(e) && size > pos && ftruncate(fd, size) < 0) {
         int e2 = errno;
@@ -1561,6 +1578,9 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
             rc = run(&c);
         feed_stop(&c);
     }
+    /* the flushes must be done (and their errors known) before the layer is synced */
+    if (hero_flush_end(c.flush, rc == 0 ? err : NULL) < 0 && rc == 0)
+        rc = -1;
 
     /* the blob first: when its bytes are not the manifest's, that is the error */
     if (rc == 0)

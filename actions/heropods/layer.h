@@ -56,9 +56,10 @@
  * xattrs_failed. Hardlink metadata is that of the target, as with tar.
  * dest_dir itself is set to root:root 0755 first; a "./" entry in the tar overrides it.
  *
- * No fsync: the caller syncs the finished tree once (hero_layer_sync). Big files are
- * handed to the disk as they are written (sync_file_range, without waiting), so that
- * the sync at the end finds little left to write. */
+ * The caller syncs the finished tree once (hero_layer_sync). Big files are handed to
+ * the disk as they are written (sync_file_range, without waiting) and, every few MB,
+ * to a flusher thread (runtime/flush.h) that fdatasyncs them meanwhile, so that the
+ * sync at the end finds little left to write; a flush that failed fails the layer. */
 #ifndef HERO_LAYER_H
 #define HERO_LAYER_H
 

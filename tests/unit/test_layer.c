@@ -415,7 +415,9 @@ static void streaming(void)
     char *tar = P("stream.tar");
     tw_t t = tar_open(tar, NULL);
     dir(t, "data/", 0755, 0, 0, 1000000);
-    size_t bigsz = 3 * 1024 * 1024 + 77;
+    /* over two of layer.c's FLUSH_CHUNKs and a FLUSH_TAIL: handed to the flusher three
+     * times while it is written */
+    size_t bigsz = 9 * 1024 * 1024 + 77;
     char *big = hero_xmalloc(bigsz + 1);
     uint32_t x = 12345; /* not too compressible: the gzip blob is megabytes too */
     for (size_t i = 0; i < bigsz; i++) {
