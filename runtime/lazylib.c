@@ -15,8 +15,15 @@
  * "undefined reference to `curl_...'": add one line for it below (its prototype is
  * in the library's header; the compiler checks the line against it).
  *
+ * Opening a library also looks up every function of it that hero wraps (each
+ * wrapper leaves a record in the linker section hero_lazysyms), so that once it is
+ * open no call needs the dynamic loader again: the loader opens one library at a time
+ * (dlsym waits for a dlopen under way), and a library opening ahead on another thread
+ * (hero_lazylib_preload) must not stall calls into one already open.
+ *
  * A library that cannot be opened is fatal, as it was for the dynamic loader: hero
- * says which one and why, and exits with 127. Safe from any thread. */
+ * says which one and why, and exits with 127, when a function of it is called (not
+ * when hero_lazylib_preload opens it ahead). Safe from any thread. */
 #define CURL_DISABLE_TYPECHECK /* the wrappers are functions, not curl's checking macros */
 #include <archive.h>
 #include <archive_entry.h>
@@ -24,10 +31,14 @@
 #include <dlfcn.h>
 #include <nftables/libnftables.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "runtime/lazylib.h"
 
 typedef struct lazylib {
     const char *soname;
@@ -35,7 +46,35 @@ typedef struct lazylib {
     void (*open)(void); /* for pthread_once: opens this library */
     pthread_once_t once;
     void *handle;
+    char *error;        /* dlerror() when it could not be opened */
 } lazylib_t;
+
+/* A wrapped function: where its address goes once its library is open. Pointers to
+ * the records of all wrappers are gathered by the linker between __start_ and
+ * __stop_hero_lazysyms (GNU ld makes those symbols for a section named like a C
+ * identifier). Pointers, not the records: the compiler may pad a 24-byte object to
+ * 32, which would break walking them as an array. */
+typedef struct lazysym {
+    lazylib_t *lib;
+    const char *name;
+    void **slot;
+} lazysym_t;
+extern const lazysym_t *const __start_hero_lazysyms[], *const __stop_hero_lazysyms[];
+
+/* Opens l and looks up all its wrapped functions (a missing one stays NULL: it is an
+ * error only if called). Runs once per library, under its pthread_once. */
+static void lazy_open(lazylib_t *l)
+{
+    l->handle = dlopen(l->soname, RTLD_LAZY | RTLD_LOCAL);
+    if (!l->handle) {
+        const char *e = dlerror();
+        l->error = strdup(e ? e : "unknown error");
+        return;
+    }
+    for (const lazysym_t *const *s = __start_hero_lazysyms; s < __stop_hero_lazysyms; s++)
+        if ((*s)->lib == l)
+            *(*s)->slot = dlsym(l->handle, (*s)->name);
+}
 
 static void lazy_fail(const char *soname, const char *needed_for, const char *what)
 {
@@ -46,50 +85,93 @@ static void lazy_fail(const char *soname, const char *needed_for, const char *wh
 
 #define LAZYLIB(var, so, why)                                               \
     static void open_##var(void);                                           \
-    static lazylib_t var = {so, why, open_##var, PTHREAD_ONCE_INIT, NULL};  \
+    static lazylib_t var = {so, why, open_##var, PTHREAD_ONCE_INIT, NULL, NULL}; \
     static void open_##var(void)                                            \
     {                                                                       \
-        var.handle = dlopen(var.soname, RTLD_LAZY | RTLD_LOCAL);            \
-        if (!var.handle)                                                    \
-            lazy_fail(var.soname, var.needed_for, dlerror());               \
+        lazy_open(&var);                                                    \
     }
 LAZYLIB(lib_curl, "libcurl.so.4", "HTTP transfers (image pulls)")
 LAZYLIB(lib_archive, "libarchive.so.13", "tar archives (image layers, import, export)")
 LAZYLIB(lib_nft, "libnftables.so.1", "firewall rules (nftables)")
 
-/* The address of `name` in the library (opened first if need be). */
-static void *lazy_sym(lazylib_t *l, const char *name)
+/* The address of a wrapped function (its library opened first if need be). */
+static void *lazy_fn(lazylib_t *l, void *const *slot, const char *name)
 {
-    pthread_once(&l->once, l->open);
-    dlerror();
-    void *p = dlsym(l->handle, name);
-    if (!p) {
+    pthread_once(&l->once, l->open); /* (which also makes the slot's write visible) */
+    if (!l->handle)
+        lazy_fail(l->soname, l->needed_for, l->error);
+    if (!*slot) {
         char what[256];
-        const char *e = dlerror();
-        snprintf(what, sizeof(what), "no function %s in it (%s)", name, e ? e : "NULL");
+        snprintf(what, sizeof(what), "no function %s in it", name);
         lazy_fail(l->soname, l->needed_for, what);
     }
-    return p;
+    return *slot;
 }
 
-/* `f` gets the real function `name` of library `lib`, looked up once. */
+/* ---- opening ahead (lazylib.h) ---- */
+
+static unsigned preloading; /* HERO_LAZY_* asked for already */
+
+static void *preload_main(void *arg)
+{
+    unsigned libs = (unsigned)(uintptr_t)arg;
+    /* in the order of lazylib.h: the one needed first opens first */
+    if (libs & HERO_LAZY_CURL)
+        pthread_once(&lib_curl.once, lib_curl.open);
+    if (libs & HERO_LAZY_ARCHIVE)
+        pthread_once(&lib_archive.once, lib_archive.open);
+    if (libs & HERO_LAZY_NFT)
+        pthread_once(&lib_nft.once, lib_nft.open);
+    return NULL;
+}
+
+void hero_lazylib_preload(unsigned libs)
+{
+    libs &= ~__atomic_fetch_or(&preloading, libs, __ATOMIC_ACQ_REL);
+    if (!libs)
+        return;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* the thread takes no signal: they are the caller's business */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    /* (if it cannot start, each library opens when first called, as without it) */
+    pthread_create(&t, &attr, preload_main, (void *)(uintptr_t)libs);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+/* ---- the wrappers ---- */
+
+/* The record of wrapped function `name` of library `lib`, and its slot. */
+#define LAZY_SYM(lib, name)                                                      \
+    static void *fn_##name;                                                      \
+    static const lazysym_t sym_##name = {&lib, #name, &fn_##name};               \
+    static const lazysym_t *const symp_##name                                    \
+        __attribute__((used, section("hero_lazysyms"))) = &sym_##name;
+
+/* `f` gets the real function `name` of library `lib` (declared with LAZY_SYM). */
 #define LAZY_FN(lib, name, f)                                               \
-    static __typeof__(&name) fn_##name;                                     \
-    __typeof__(&name) f = __atomic_load_n(&fn_##name, __ATOMIC_ACQUIRE);    \
-    if (!f) {                                                               \
-        void *p_ = lazy_sym(&lib, #name);                                   \
+    __typeof__(&name) f;                                                    \
+    {                                                                       \
+        void *p_ = lazy_fn(&lib, &fn_##name, #name);                        \
         memcpy(&f, &p_, sizeof(f));                                         \
-        __atomic_store_n(&fn_##name, f, __ATOMIC_RELEASE);                  \
     }
 
 /* A function that returns a value, and one that does not. */
 #define LAZY(lib, ret, name, params, args) \
+    LAZY_SYM(lib, name)                    \
     ret name params                        \
     {                                      \
         LAZY_FN(lib, name, f)              \
         return f args;                     \
     }
 #define LAZY_VOID(lib, name, params, args) \
+    LAZY_SYM(lib, name)                    \
     void name params                       \
     {                                      \
         LAZY_FN(lib, name, f)              \
@@ -101,6 +183,7 @@ static void *lazy_sym(lazylib_t *l, const char *name)
 LAZY(C, CURLcode, curl_global_init, (long flags), (flags))
 LAZY(C, CURL *, curl_easy_init, (void), ())
 LAZY_VOID(C, curl_easy_cleanup, (CURL *curl), (curl))
+LAZY(C, CURLcode, curl_easy_pause, (CURL *curl, int bitmask), (curl, bitmask))
 LAZY(C, const char *, curl_easy_strerror, (CURLcode code), (code))
 LAZY_VOID(C, curl_free, (void *p), (p))
 LAZY(C, struct curl_slist *, curl_slist_append, (struct curl_slist *list, const char *data),
@@ -131,6 +214,7 @@ typedef void (*any_fn_t)(void);
      : (opt) < CURLOPTTYPE_BLOB          ? f(h, opt, va_arg(ap, curl_off_t))       \
                                          : f(h, opt, va_arg(ap, void *)))
 
+LAZY_SYM(C, curl_easy_setopt)
 CURLcode curl_easy_setopt(CURL *curl, CURLoption option, ...)
 {
     LAZY_FN(C, curl_easy_setopt, f)
@@ -141,6 +225,7 @@ CURLcode curl_easy_setopt(CURL *curl, CURLoption option, ...)
     return rc;
 }
 
+LAZY_SYM(C, curl_multi_setopt)
 CURLMcode curl_multi_setopt(CURLM *m, CURLMoption option, ...)
 {
     LAZY_FN(C, curl_multi_setopt, f)
@@ -152,6 +237,7 @@ CURLMcode curl_multi_setopt(CURLM *m, CURLMoption option, ...)
 }
 
 /* Every CURLINFO takes a pointer to where the answer goes. */
+LAZY_SYM(C, curl_easy_getinfo)
 CURLcode curl_easy_getinfo(CURL *curl, CURLINFO info, ...)
 {
     LAZY_FN(C, curl_easy_getinfo, f)
@@ -203,6 +289,7 @@ LAZY(A, int, archive_write_close, (arc_t *a), (a))
 LAZY(A, int, archive_write_free, (arc_t *a), (a))
 
 /* libarchive has no va_list form of it: the message is formatted here. */
+LAZY_SYM(A, archive_set_error)
 void archive_set_error(arc_t *a, int err, const char *fmt, ...)
 {
     LAZY_FN(A, archive_set_error, f)

@@ -36,6 +36,7 @@
 #include "registry.h"
 #include "runtime/config.h"
 #include "runtime/fs.h"
+#include "runtime/lazylib.h"
 #include "runtime/progress.h"
 
 /* ---- the registry client: one per process, made on first use ---- */
@@ -831,6 +832,10 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
         }
         hero_image_rec_free(&rec);
     }
+    /* libcurl opens now (here, or on the preload thread if that is first), and then
+     * libarchive there, for the layers, while the manifest and config come; not for a
+     * stored image that is only checked for a newer one */
+    hero_lazylib_preload(HERO_LAZY_CURL | (p->known ? 0 : HERO_LAZY_ARCHIVE));
     hero_registry_t *r;
     if (client_get(p->loop, &r, &e) < 0) {
         pull_end(p, &e);
