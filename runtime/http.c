@@ -3,10 +3,19 @@
  * when to wake it up (on_curl_timer -> the one uv_timer); we hand readiness back with
  * curl_multi_socket_action and then collect finished transfers (dispatch).
  *
- * Ownership: the client owns its requests (a list), its socket contexts (a list) and
- * the timer. A request is freed after its callback returns, or by hero_http_cancel,
- * or by hero_http_close. Socket contexts are freed from their poll's close callback;
- * the client itself from the last close callback once it is closing. */
+ * Fairness: a transfer whose socket always has data (a big body from a fast server,
+ * loopback above all) would have curl read it to its end inside one socket_action
+ * call: curl runs a transfer again at once while data is pending, so the loop served
+ * nothing else meanwhile (an image's config waited for its 20 MB layer). So a transfer
+ * takes at most HTTP_TURN_BUDGET bytes per call into curl: past that, on_write pauses
+ * it (curl keeps the chunk), and the idle handle resumes it on the next turn of the
+ * loop, after the other sockets were polled. HTTP/2 streams are not paused: they share
+ * one socket and curl serves them in turn already.
+ *
+ * Ownership: the client owns its requests (a list), its socket contexts (a list), the
+ * timer and the idle handle. A request is freed after its callback returns, or by
+ * hero_http_cancel, or by hero_http_close. Socket contexts are freed from their poll's
+ * close callback; the client itself from the last close callback once it is closing. */
 #include "runtime/http.h"
 
 #include <curl/curl.h>
@@ -25,6 +34,7 @@ enum {
     HTTP_DEFAULT_CONNECT_MS = 15000,
     HTTP_DEFAULT_STALL_MS = 30000,
     HTTP_FILE_BUFFER = 256 * 1024,      /* CURLOPT_BUFFERSIZE of a body for a file */
+    HTTP_TURN_BUDGET = 1024 * 1024,     /* body bytes per transfer per call into curl */
 };
 
 typedef struct http_sock {
@@ -38,7 +48,9 @@ struct hero_http {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
-    unsigned open_handles;    /* the timer and every socket poll not yet closed */
+    uv_idle_t resume;         /* resumes paused transfers (see Fairness above) */
+    unsigned turn;            /* counts calls into curl: a transfer's budget is per turn */
+    unsigned open_handles;    /* the timer, the idle and every socket poll not yet closed */
     bool closing;             /* hero_http_close was called */
     bool torn_down;           /* the requests and curl are gone; only closes remain */
     unsigned dispatching;     /* inside dispatch(): teardown waits until it ends */
@@ -74,6 +86,11 @@ struct hero_http_req {
     size_t n_hdrs, cap_hdrs;
     bool body_started;
     bool body_ok;              /* a 2xx: bytes go to the sink */
+    bool may_pause;            /* not an HTTP/2 (or 3) stream */
+    bool paused;               /* by on_write, for the rest of this turn */
+    bool resuming;             /* on_resume is to resume it */
+    unsigned turn;             /* the client's turn turn_bytes counts */
+    size_t turn_bytes;
     long body_status;
     uint64_t body_offset, body_bytes;
     char *body;                /* memory sink, or the error body */
@@ -235,13 +252,20 @@ static void partial_resp(hero_http_req_t *q, hero_http_resp_t *r)
     r->body_bytes = q->body_bytes;
 }
 
+static void on_resume(uv_idle_t *i);
+
 /* Returning anything but len makes curl stop with CURLE_WRITE_ERROR. */
 static size_t on_write(char *p, size_t size, size_t n, void *ud)
 {
     hero_http_req_t *q = ud;
     size_t len = size * n;
+    if (q->fail)
+        return 0; /* (a chunk curl kept while paused, after a failure) */
     if (!q->body_started) {
         q->body_started = true;
+        long v = 0;
+        curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v);
+        q->may_pause = v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1;
         curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->body_status);
         q->body_ok = q->body_status >= 200 && q->body_status < 300;
         q->body_offset = 0;
@@ -258,6 +282,16 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
         append_body(q, p, len < room ? len : room, HTTP_ERROR_BODY_CAP);
         return len;
     }
+    if (q->turn != q->h->turn) {
+        q->turn = q->h->turn;
+        q->turn_bytes = 0;
+    }
+    if (q->may_pause && q->turn_bytes >= HTTP_TURN_BUDGET) {
+        q->paused = true;
+        uv_idle_start(&q->h->resume, on_resume);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    q->turn_bytes += len;
     if (q->on_data) {
         hero_http_resp_t r;
         partial_resp(q, &r);
@@ -494,6 +528,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
             flags |= CURL_CSELECT_OUT;
     }
     int running;
+    h->turn++;
     curl_multi_socket_action(h->multi, fd, flags, &running);
     dispatch(h);
 }
@@ -539,7 +574,42 @@ static void on_timeout(uv_timer_t *t)
 {
     hero_http_t *h = t->data;
     int running;
+    h->turn++;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    dispatch(h);
+}
+
+/* The loop has gone round (the idle phase comes before the poll, and an active idle
+ * handle makes that poll not wait): the transfers paused for their budget go on.
+ * curl hands the chunk it kept to on_write at once, and asks for its timer to read
+ * on. */
+static void on_resume(uv_idle_t *i)
+{
+    hero_http_t *h = i->data;
+    uv_idle_stop(i);
+    h->turn++;
+    h->dispatching++; /* (a request may finish under us: freed only by dispatch) */
+    /* the paused ones, each resumed once; from the head each time, as what runs inside
+     * curl_easy_pause may change the list (one that pauses again waits for the next
+     * turn: on_write started the idle handle again) */
+    for (hero_http_req_t *q = h->reqs; q; q = q->next)
+        if (q->paused) {
+            q->paused = false;
+            q->resuming = true;
+        }
+    while (!h->closing) {
+        hero_http_req_t *q = h->reqs;
+        while (q && !q->resuming)
+            q = q->next;
+        if (!q)
+            break;
+        q->resuming = false;
+        CURLcode c = curl_easy_pause(q->easy, CURLPAUSE_CONT);
+        if (c != CURLE_OK)
+            req_set_fail(q, hero_xasprintf("cannot resume the transfer: %s",
+                                           curl_easy_strerror(c)));
+    }
+    h->dispatching--;
     dispatch(h);
 }
 
@@ -572,7 +642,9 @@ int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err)
     }
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
-    h->open_handles = 1;
+    uv_idle_init(loop, &h->resume);
+    h->resume.data = h;
+    h->open_handles = 2;
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -581,7 +653,7 @@ int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err)
     return 0;
 }
 
-static void on_timer_closed(uv_handle_t *hd)
+static void on_own_handle_closed(uv_handle_t *hd)
 {
     on_handle_closed(hd->data);
 }
@@ -603,7 +675,9 @@ static void http_teardown(hero_http_t *h)
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
     uv_timer_stop(&h->timer);
-    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&h->timer, on_own_handle_closed);
+    uv_idle_stop(&h->resume);
+    uv_close((uv_handle_t *)&h->resume, on_own_handle_closed);
 }
 
 void hero_http_close(hero_http_t *h)

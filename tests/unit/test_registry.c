@@ -1139,6 +1139,8 @@ typedef struct http_got {
     unsigned redirects;
     char *digest_header;
     uint64_t observed;          /* bytes the data callback saw */
+    unsigned slow_us;           /* the data callback takes this long per chunk */
+    uint64_t fail_at;           /* the data callback fails from this byte on (0: never) */
 } http_got_t;
 
 static int on_http_data(hero_http_req_t *q, const hero_http_resp_t *resp, uint64_t offset,
@@ -1148,9 +1150,11 @@ static int on_http_data(hero_http_req_t *q, const hero_http_resp_t *resp, uint64
     (void)resp;
     (void)buf;
     http_got_t *g = data;
-    if (offset != g->observed)
+    if (offset != g->observed || (g->fail_at && offset + len > g->fail_at))
         return -1;
     g->observed += len;
+    if (g->slow_us)
+        usleep(g->slow_us); /* like hashing and writing it: the socket fills meanwhile */
     return 0;
 }
 
@@ -1241,6 +1245,42 @@ static void test_http_layer(const fixture_t *f)
     TAP_OK(g.error && strstr(g.error, "no place for its body"),
            "http: fd < 0 without an observer is refused");
     http_got_free(&g);
+
+    /* A body that is always ready (zeros as fast as the double can send them, read
+     * slower than that) must not keep the loop from other transfers: before, curl read
+     * it to its end in one call, and a small request started meanwhile was answered
+     * only after it. */
+    enum { FAIR_BIG = 64 * 1024 * 1024 };
+    char *zeros = hero_xasprintf("http://%s/_bytes/%d", f->host, FAIR_BIG);
+    http_got_t big = {.slow_us = 200}, small = {0};
+    hero_http_start(h, &(hero_http_opts_t){.url = zeros, .fd = -1, .on_data = on_http_data},
+                    on_http, &big, NULL, NULL);
+    while (big.calls == 0 && big.observed < 1024 * 1024 && uv_run(&loop, UV_RUN_ONCE))
+        ;
+    hero_http_start(h, &(hero_http_opts_t){.url = stats}, on_http, &small, NULL, NULL);
+    run_until(&small.calls, 1);
+    uint64_t big_then = big.observed;
+    run_until(&big.calls, 1);
+    printf("# fairness: the small answer came with %llu of %d bytes of the big one in\n",
+           (unsigned long long)big_then, FAIR_BIG);
+    TAP_OK(small.status == 200 && !small.error && big.status == 200 && !big.error &&
+               big.observed == FAIR_BIG,
+           "http: a big body and a small one, at once, both arrive whole");
+    TAP_OK(big_then < FAIR_BIG / 2,
+           "http: the small answer does not wait for the big body (at most 1 MB per transfer "
+           "per turn of the loop)");
+    http_got_free(&big);
+    http_got_free(&small);
+    /* an observer that fails after some pauses: the request fails, once, and ends */
+    big = (http_got_t){.slow_us = 50, .fail_at = 3 * 1024 * 1024 + 1};
+    hero_http_start(h, &(hero_http_opts_t){.url = zeros, .fd = -1, .on_data = on_http_data},
+                    on_http, &big, NULL, NULL);
+    run_until(&big.calls, 1);
+    TAP_OK(big.calls == 1 && big.error && strstr(big.error, "aborted by the data callback") &&
+               big.observed <= 3 * 1024 * 1024 && hero_http_active(h) == 0,
+           "http: a data callback failing after pauses fails the request");
+    http_got_free(&big);
+    free(zeros);
 
     /* a cancelled request never calls back, and leaves nothing running */
     hero_http_req_t *q = NULL;
