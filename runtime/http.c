@@ -9,8 +9,11 @@
  * nothing else meanwhile (an image's config waited for its 20 MB layer). So a transfer
  * takes at most HTTP_TURN_BUDGET bytes per call into curl: past that, on_write pauses
  * it (curl keeps the chunk), and the idle handle resumes it on the next turn of the
- * loop, after the other sockets were polled. HTTP/2 streams are not paused: they share
- * one socket and curl serves them in turn already.
+ * loop, after the other sockets were polled. HTTP/2 transfers are not paused (pausing
+ * an HTTP/2 stream is fragile in curl 7.88): streams of one connection are served in
+ * turn anyway, but a big one on one connection can still hold up another connection,
+ * which is how most HTTPS registries (HTTP/2 over TLS) are served. Each pause costs
+ * curl a remove and a re-add of the socket's poll: about two epoll_ctl per MB.
  *
  * Ownership: the client owns its requests (a list), its socket contexts (a list), the
  * timer and the idle handle. A request is freed after its callback returns, or by
@@ -605,9 +608,15 @@ static void on_resume(uv_idle_t *i)
             break;
         q->resuming = false;
         CURLcode c = curl_easy_pause(q->easy, CURLPAUSE_CONT);
-        if (c != CURLE_OK)
+        if (c != CURLE_OK) {
+            /* (the kept chunk was refused: a write that failed, a body too big...)
+             * curl leaves a transfer whose resume failed with no socket to watch and
+             * no timer: it would never end, so it ends here */
             req_set_fail(q, hero_xasprintf("cannot resume the transfer: %s",
                                            curl_easy_strerror(c)));
+            curl_multi_remove_handle(h->multi, q->easy);
+            req_finish(q, c);
+        }
     }
     h->dispatching--;
     dispatch(h);
