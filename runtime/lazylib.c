@@ -8,8 +8,8 @@
  * image import, export or layer, libnftables only when the instance's rules must be
  * written. So hero is not linked against them (see LIBS in the Makefile); this file
  * defines every function of theirs that hero calls, with the libraries' own
- * prototypes, and each one opens its library (dlopen, once) and calls the real
- * function (dlsym, once per function).
+ * prototypes, and each one opens its library (dlopen, once, which looks up all its
+ * wrapped functions) and calls the real function.
  *
  * Using a function of these libraries that is not here fails at link time with
  * "undefined reference to `curl_...'": add one line for it below (its prototype is
@@ -19,7 +19,10 @@
  * wrapper leaves a record in the linker section hero_lazysyms), so that once it is
  * open no call needs the dynamic loader again: the loader opens one library at a time
  * (dlsym waits for a dlopen under way), and a library opening ahead on another thread
- * (hero_lazylib_preload) must not stall calls into one already open.
+ * (hero_lazylib_preload) must not stall calls into one already open. (Other users of
+ * the loader still wait behind it: NSS modules on a first getaddrinfo, and exit(),
+ * which lets a dlopen under way finish first: a pull that fails at once may end some
+ * 10 ms later than it would.)
  *
  * A library that cannot be opened is fatal, as it was for the dynamic loader: hero
  * says which one and why, and exits with 127, when a function of it is called (not
@@ -152,7 +155,7 @@ void hero_lazylib_preload(unsigned libs)
     static void *fn_##name;                                                      \
     static const lazysym_t sym_##name = {&lib, #name, &fn_##name};               \
     static const lazysym_t *const symp_##name                                    \
-        __attribute__((used, section("hero_lazysyms"))) = &sym_##name;
+        __attribute__((used, retain, section("hero_lazysyms"))) = &sym_##name;
 
 /* `f` gets the real function `name` of library `lib` (declared with LAZY_SYM). */
 #define LAZY_FN(lib, name, f)                                               \
