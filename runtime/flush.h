@@ -25,11 +25,15 @@ typedef struct hero_flush hero_flush_t;
 hero_flush_t *hero_flush_new(void);
 
 /* Queues an fdatasync of the file open as fd (a duplicate is kept until it is done, so
- * the caller may close fd at once). Never waits; failures to queue are dropped. */
-void hero_flush_push(hero_flush_t *f, int fd);
+ * the caller may close fd at once); `what` names it in an error ("cannot write 'what'
+ * to disk").
+ * Never waits; failures to queue are dropped. */
+void hero_flush_push(hero_flush_t *f, int fd, const char *what);
 
 /* Waits for the queued syncs, stops the thread and frees f. Returns 0, or -1 with err
- * set when an fdatasync failed (its errno). NULL is fine. */
+ * set when an fdatasync failed (its errno, and what was pushed with it). With err
+ * NULL the caller is throwing the files away: syncs not started yet are dropped, and
+ * nothing is reported. f NULL is fine. */
 int hero_flush_end(hero_flush_t *f, hero_error_t *err);
 
 #endif

@@ -784,14 +784,14 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
         if (pos - flushed >= FLUSH_CHUNK) {
             if (!c->flush)
                 c->flush = hero_flush_new();
-            hero_flush_push(c->flush, fd);
+            hero_flush_push(c->flush, fd, c->entry);
             flushed = pos;
         }
     }
     if (pos - kicked >= WRITEBACK_TAIL)
         sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
     if (flushed && pos - flushed >= FLUSH_TAIL)
-        hero_flush_push(c->flush, fd);
+        hero_flush_push(c->flush, fd, c->entry);
     int64_t size = archive_entry_size(e);
     if (archive_entry_size_is_set(e) && size > pos && ftruncate(fd, size) < 0) {
         int e2 = errno;
