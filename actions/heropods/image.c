@@ -1134,6 +1134,12 @@ void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t
     hero_image_pull(loop, st, &po, cb, data);
 }
 
+void hero_image_cancel_all(void)
+{
+    hero_imglock_cancel_waits();
+    hero_pull_cancel_all();
+}
+
 void hero_image_resolve(uv_loop_t *loop, hero_store_t *st, const char *name, hero_image_cb cb,
                         void *data)
 {

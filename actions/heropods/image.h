@@ -56,6 +56,12 @@ void hero_image_source_of(const char *image, const char *custom_name, const char
 void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t *src,
                     hero_image_cb cb, void *data);
 
+/* hero was interrupted: the image work of this process that waits on the network or
+ * on another hero (pulls by hero's client, waits for the image lock) stops, its
+ * callbacks getting ECANCELED; a podman pull gets the terminal's SIGINT itself, and
+ * an import (a local file) runs to its end. For the cancel of image actions. */
+void hero_image_cancel_all(void);
+
 /* A stored image only. */
 void hero_image_resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,
                                void *data);
@@ -82,6 +88,8 @@ void hero_imglock_take(uv_loop_t *loop, hero_store_t *st, bool exclusive, hero_i
                        void *data);
 /* Lets go of it (NULL: nothing). */
 void hero_imglock_release(hero_imglock_t *lock);
+/* Ends every wait for the lock in this process: their callbacks get ECANCELED. */
+void hero_imglock_cancel_waits(void);
 
 /* The static busybox the embedded image is built from: $HERO_BUSYBOX, else
  * /bin/busybox. */

@@ -8,7 +8,8 @@
  *
  * Taking it never blocks the loop: a try without waiting, then another every
  * POLL_MS until it is free. The holders are short-lived (a pull, a sweep), and a hero
- * killed while holding it lets go with its last file descriptor. */
+ * killed while holding it lets go with its last file descriptor. A wait ends early,
+ * with ECANCELED, when hero is interrupted (hero_imglock_cancel_waits). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -26,7 +27,21 @@ struct hero_imglock {
     uv_timer_t *timer;          /* while it waits */
     hero_imglock_cb cb;
     void *data;
+    struct hero_imglock *next;  /* in `waiting`, while it waits */
 };
+
+/* The locks of this process that wait, for hero_imglock_cancel_waits. */
+static hero_imglock_t *waiting;
+
+static void unlist(hero_imglock_t *l)
+{
+    for (hero_imglock_t **pp = &waiting; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    l->next = NULL;
+}
 
 static void timer_closed(uv_handle_t *h)
 {
@@ -48,6 +63,7 @@ static void finish(hero_imglock_t *l, int rc, hero_error_t *err)
     if (l->timer) {
         uv_close((uv_handle_t *)l->timer, timer_closed);
         l->timer = NULL;
+        unlist(l);
     }
     if (rc < 0) {
         hero_imglock_cb cb = l->cb;
@@ -92,18 +108,33 @@ void hero_imglock_take(uv_loop_t *loop, hero_store_t *st, bool exclusive, hero_i
         uv_timer_init(loop, l->timer);
         l->timer->data = l;
         uv_timer_start(l->timer, on_poll, POLL_MS, POLL_MS);
+        l->next = waiting;
+        waiting = l;
         return;
     }
     finish(l, rc, &e);
     hero_error_clear(&e);
 }
 
+void hero_imglock_cancel_waits(void)
+{
+    while (waiting) {
+        hero_error_t e = HERO_ERROR_INIT;
+        hero_error_set(&e, ECANCELED, "interrupted while waiting for the image store, which "
+                                      "another hero was using");
+        finish(waiting, -1, &e); /* (takes it off the list) */
+        hero_error_clear(&e);
+    }
+}
+
 void hero_imglock_release(hero_imglock_t *l)
 {
     if (!l)
         return;
-    if (l->timer)
+    if (l->timer) {
         uv_close((uv_handle_t *)l->timer, timer_closed);
+        unlist(l);
+    }
     if (l->fd >= 0)
         close(l->fd); /* lets go of the lock */
     free(l);

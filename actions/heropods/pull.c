@@ -41,9 +41,12 @@
 
 /* ---- the registry client: one per process, made on first use ---- */
 static hero_registry_t *client;
+static bool interrupted; /* hero_pull_cancel_all was called: no client any more */
 
 static int client_get(uv_loop_t *loop, hero_registry_t **out, hero_error_t *err)
 {
+    if (interrupted)
+        return hero_error_set(err, ECANCELED, "interrupted");
     if (client) {
         *out = client;
         return 0;
@@ -66,8 +69,19 @@ static int client_get(uv_loop_t *loop, hero_registry_t **out, hero_error_t *err)
 
 void hero_pull_shutdown(void)
 {
-    hero_registry_close(client);
-    client = NULL;
+    hero_registry_t *c = client;
+    client = NULL; /* (closing it may end pulls, which shut down again) */
+    hero_registry_close(c);
+}
+
+void hero_pull_cancel_all(void)
+{
+    interrupted = true;
+    /* closing the client fails every request and download under way (and those
+     * waiting for another process's download) with ECANCELED: each pull ends as soon
+     * as its extractions have stopped, removing what it made (see pull_abort and the
+     * layer jobs) */
+    hero_pull_shutdown();
 }
 
 /* ---- one pull ---- */
@@ -174,6 +188,14 @@ static void pull_free(pull_t *p)
 /* Ends the pull: every waiter gets the image from the store (or the error). */
 static void pull_end(pull_t *p, hero_error_t *err)
 {
+    hero_error_t cancelled = HERO_ERROR_INIT;
+    if (err && interrupted) {
+        /* what failed first is only the way the interruption reached the pull */
+        hero_error_set(&cancelled, ECANCELED, "pulling %s: interrupted", p->ref.canonical
+                                                                             ? p->ref.canonical
+                                                                             : p->name);
+        err = &cancelled;
+    }
     if (p->prog) {
         hero_progress_finish(p->prog, err == NULL);
         p->prog = NULL;
@@ -197,6 +219,7 @@ static void pull_end(pull_t *p, hero_error_t *err)
         w = n;
     }
     pull_free(p);
+    hero_error_clear(&cancelled);
     /* an idle client would keep the loop alive (its timer, kept-alive connections):
      * close it when no pull is left, the next pull makes a new one */
     if (!pulls)

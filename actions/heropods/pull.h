@@ -27,4 +27,8 @@ void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *
 /* Closes the registry client (at the end of the run, while the loop still runs). */
 void hero_pull_shutdown(void);
 
+/* hero was interrupted: every pull under way in this process stops (its callback gets
+ * ECANCELED, "interrupted"), and none starts any more. */
+void hero_pull_cancel_all(void);
+
 #endif

@@ -778,6 +778,69 @@ EOF
   blobs_verify
 }
 
+@test "one interrupt stops a pull at once: nothing half-made is left, and the next pull completes" {
+  local own
+  own=$(layout_digests sa | tail -n 1)
+  # sa's own layer is held 30 s: the pull waits on the network
+  regfix_start --hold "$own=30000"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
+  PA=$!
+  log_waits "GET /v2/test/sa/blobs/$own "
+  sleep 0.3
+  held
+  local t0=$SECONDS ra=0
+  kill -INT "$PA"
+  wait "$PA" || ra=$?
+  [ "$ra" -eq 1 ] || { echo "exit $ra" >&2; cat "$BASE/a.out" >&2; false; }
+  # before, the pull went on until the hold ended (the first Ctrl-C only said
+  # "stopping")
+  [ $((SECONDS - t0)) -le 3 ] || { cat "$BASE/a.out" >&2; false; }
+  held
+  grep -q "test/sa:sa: interrupted" "$BASE/a.out" || { cat "$BASE/a.out" >&2; false; }
+  no_image sa
+  local left
+  left=$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')
+  [ -z "$left" ] || { echo "left: $left" >&2; false; }
+  # (a layer that was complete before the interrupt may stay, as in a blob cache)
+  hero_run a
+  [ "$status" -eq 0 ]
+  has_image sa
+  have_layers test/sa:latest
+  blobs_verify
+}
+
+@test "one interrupt stops a wait for the image store's lock that another hero holds" {
+  mkdir -p "$BASE/images"
+  local fd
+  # this shell holds the lock exclusive, as an image_delete of another hero would
+  exec {fd}> "$BASE/images/.lock"
+  flock -x "$fd"
+  pb d <<EOF
+!!heropods.image_delete name:'nothing'
+EOF
+  pb n <<EOF
+!!heropods.container_new name:'c' image:'sa'
+EOF
+  local f rc t0
+  for f in d n; do
+    "$HERO" run "$BASE/$f.hs" > "$BASE/$f.out" 2>&1 {fd}>&- &
+    PA=$!
+    sleep 0.5
+    kill -0 "$PA" || { cat "$BASE/$f.out" >&2; false; } # it waits
+    t0=$SECONDS rc=0
+    kill -INT "$PA"
+    wait "$PA" || rc=$?
+    [ "$rc" -eq 1 ] || { echo "$f: exit $rc" >&2; cat "$BASE/$f.out" >&2; false; }
+    [ $((SECONDS - t0)) -le 2 ]
+    grep -q "interrupted while waiting for the image store" "$BASE/$f.out" ||
+      { cat "$BASE/$f.out" >&2; false; }
+  done
+  exec {fd}>&-
+}
+
 @test "image_delete in one hero while another pulls an image sharing its layers: the shared layer stays" {
   local own_b bb sa_own
   own_b=$(layout_digests sb | tail -n 1)
