@@ -272,6 +272,7 @@ LAZY(A, int, archive_read_next_header2, (arc_t *a, ent_t *e), (a, e))
 LAZY(A, int, archive_read_data_block,
      (arc_t *a, const void **buff, size_t *size, la_int64_t *offset), (a, buff, size, offset))
 LAZY(A, int, archive_read_close, (arc_t *a), (a))
+LAZY(A, la_int64_t, archive_filter_bytes, (arc_t *a, int n), (a, n))
 LAZY(A, int, archive_read_free, (arc_t *a), (a))
 LAZY(A, int, archive_read_disk_open, (arc_t *a, const char *path), (a, path))
 LAZY(A, int, archive_read_disk_descend, (arc_t *a), (a))

@@ -736,6 +736,19 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Whether the zeros given after the real stream (tar_tail, for layers without their
+ * end blocks) went into the data of the file just read: then the stream was cut off
+ * inside it, and those zeros are no content. Once that data is read, the tar reader
+ * has consumed the data and its padding to the next 512-byte block; the data must end
+ * within the real bytes. (The feeder has finished once the tail was given, so its
+ * count is final.) */
+static bool tail_in_data(ctx_t *c, int64_t size)
+{
+    int64_t consumed = archive_filter_bytes(c->inner, -1);
+    int64_t pad = size > 0 ? (512 - size % 512) % 512 : 0;
+    return consumed >= 0 && consumed - pad > (int64_t)c->res->size;
+}
+
 static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
 {
     int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -792,6 +805,10 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
         sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
     if (flushed && pos - flushed >= FLUSH_TAIL)
         hero_flush_push(c->flush, fd, c->entry);
+    if (c->tail_given && tail_in_data(c, archive_entry_size(e))) {
+        close(fd);
+        return entry_error(c, 0, "truncated: the tar stream ends before this file's data does");
+    }
     int64_t size = archive_entry_size(e);
     if (archive_entry_size_is_set(e) && size > pos && ftruncate(fd, size) < 0) {
         int e2 = errno;

@@ -1288,6 +1288,44 @@ static void hostile(void)
 
 /* ---- time a big layer ---- */
 
+/* A tar that stops right after its last file's data (no padding, no end blocks:
+ * Debian's umoci writes such layers) applies; one that stops inside that data, as a
+ * cut-off download or a damaged file would, fails instead of having zeros stand in
+ * for the bytes it lacks. */
+static void unterminated(void)
+{
+    char *full = P("unterm-full.tar");
+    tw_t t = tar_open(full, NULL);
+    file(t, "a", "AAAA", 0644, 0, 0, 1000000);
+    char last[3001];
+    memset(last, 'L', 3000);
+    last[3000] = 0;
+    file(t, "last", last, 0644, 0, 0, 1000000);
+    tar_close(t);
+    size_t len;
+    char *b = readall(full, &len);
+    char *at = memmem(b, len, last, 3000);
+    TAP_OK(at != NULL, "unterminated: the last file's data is in the tar");
+    size_t end = at ? (size_t)(at - b) + 3000 : 0;
+    char *cut = P("unterm-cut.tar"), *short1 = P("unterm-short1.tar"),
+         *short700 = P("unterm-short700.tar");
+    writeall(cut, b, end);
+    writeall(short1, b, end - 1);
+    writeall(short700, b, end - 700);
+    free(b);
+    char *msg = NULL, *d = newdir("unterm");
+    TAP_OK(apply(cut, d, NULL, NULL, &msg) == 0 && content_is(S("%s/last", d), last),
+           "a tar that ends right after its last file's data applies whole");
+    free(msg);
+    TAP_OK(apply(short1, newdir("unterm"), NULL, NULL, &msg) < 0 && has(msg, "truncated"),
+           "one that lacks the last byte of that data fails as truncated");
+    free(msg);
+    TAP_OK(apply(short700, newdir("unterm"), NULL, NULL, &msg) < 0 && has(msg, "truncated") &&
+               has(msg, "last"),
+           "one that lacks 700 bytes of it fails too, naming the file");
+    free(msg);
+}
+
 static uint64_t rng = 88172645463325252ull;
 static uint64_t xr(void)
 {
@@ -1411,6 +1449,7 @@ int main(void)
     compressions();
     hostile();
     streaming();
+    unterminated();
     /* the same with the resolver used where the kernel has no openat2 */
     printf("# again with the portable resolver (no openat2)\n");
     hero_layer_use_openat2(0);
