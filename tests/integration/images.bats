@@ -716,25 +716,31 @@ log_waits() {
 # held: the hold is on (regfix has not answered the held GET yet)
 held() { ! grep -q '^HOLD-END' "$BASE/regfix.log"; }
 
-# overlapping_pulls HOLD_MS: two hero processes pull test/sa (as sa, then as sa2) from
-# regfix, the first GET of sa's own layer held HOLD_MS: `a` starts and its GET of that
-# layer comes in; then `b` starts and asks for the config, which it does right after it
-# has tried the layer's partial, a's and locked. Sets OWN (that layer's digest), PA and
-# PB (the two pids, to wait for); their output is in $BASE/a.out and $BASE/b.out.
-overlapping_pulls() {
-  local cfg
-  cfg=$(layout_digests sa | head -n 1)
+# held_pull HOLD_MS: hero (`a`) pulls test/sa (as sa) from regfix in the background,
+# the first GET of sa's own layer held HOLD_MS; returns once that GET has come in. Sets
+# OWN (that layer's digest) and PA (the pid, to wait for); the output is in $BASE/a.out.
+held_pull() {
   OWN=$(layout_digests sa | tail -n 1)
   regfix_start --hold "$OWN=$1"
   pb a <<EOF
 !!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
 EOF
-  pb b <<EOF
-!!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
-EOF
   "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
   PA=$!
   log_waits "GET /v2/test/sa/blobs/$OWN "
+}
+
+# overlapping_pulls HOLD_MS: two hero processes pull test/sa (as sa, then as sa2) from
+# regfix: `a` as held_pull starts it; then `b` starts and asks for the config, which it
+# does right after it has tried the layer's partial, a's and locked. Sets OWN, PA and PB
+# (b's pid); b's output is in $BASE/b.out.
+overlapping_pulls() {
+  local cfg
+  cfg=$(layout_digests sa | head -n 1)
+  held_pull "$1"
+  pb b <<EOF
+!!heropods.image_pull name:'sa2' ref:'$RF/test/sa:sa'
+EOF
   "$HERO" run "$BASE/b.hs" > "$BASE/b.out" 2>&1 &
   PB=$!
   log_waits "GET /v2/test/sa/blobs/$cfg " 2
@@ -779,16 +785,8 @@ EOF
 }
 
 @test "one interrupt stops a pull at once: nothing half-made is left, and the next pull completes" {
-  local own
-  own=$(layout_digests sa | tail -n 1)
   # sa's own layer is held 30 s: the pull waits on the network
-  regfix_start --hold "$own=30000"
-  pb a <<EOF
-!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
-EOF
-  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  PA=$!
-  log_waits "GET /v2/test/sa/blobs/$own "
+  held_pull 30000
   sleep 0.3
   held
   local t0=$SECONDS ra=0
