@@ -1138,6 +1138,7 @@ void hero_image_cancel_all(void)
 {
     hero_imglock_cancel_waits();
     hero_pull_cancel_all();
+    hero_image_podman_cancel_all();
 }
 
 void hero_image_resolve(uv_loop_t *loop, hero_store_t *st, const char *name, hero_image_cb cb,

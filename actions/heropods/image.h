@@ -56,10 +56,10 @@ void hero_image_source_of(const char *image, const char *custom_name, const char
 void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t *src,
                     hero_image_cb cb, void *data);
 
-/* hero was interrupted: the image work of this process that waits on the network or
- * on another hero (pulls by hero's client, waits for the image lock) stops, its
- * callbacks getting ECANCELED; a podman pull gets the terminal's SIGINT itself, and
- * an import (a local file) runs to its end. For the cancel of image actions. */
+/* hero was interrupted: the image work of this process that waits on the network, on
+ * podman or on another hero (pulls by hero's client or podman, waits for the image
+ * lock) stops, its callbacks getting ECANCELED; an import (a local file) runs to its
+ * end. For the cancel of image actions. */
 void hero_image_cancel_all(void);
 
 /* A stored image only. */
@@ -73,6 +73,10 @@ char **hero_image_layer_dirs(const char *rootfs);
 /* Pulls through podman (pull, create, export) into a single-layer image (imgops.c). */
 void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, const char *ref,
                        hero_image_cb cb, void *data);
+/* hero was interrupted: the podman command of each such pull is stopped (SIGTERM to
+ * its session, SIGKILL after 2 s), the container made for an export removed, and the
+ * pull fails with "interrupted" (one whose image is being recorded completes). */
+void hero_image_podman_cancel_all(void);
 
 /* Removes blobs and layer dirs no stored image uses (imgops.c). The caller holds the
  * image lock exclusive. */

@@ -627,10 +627,21 @@ typedef struct podman_op {
     hero_image_cb cb;
     void *data;
     hero_error_t err;
+    hero_proc_t *proc;          /* the podman command under way, or NULL */
+    bool cancelled;             /* hero was interrupted: no next step but the cleanup */
+    struct podman_op *next;     /* in podman_ops */
 } podman_op_t;
+
+/* The podman pulls under way in this process, for hero_image_podman_cancel_all. */
+static podman_op_t *podman_ops;
 
 static void podman_free(podman_op_t *op)
 {
+    for (podman_op_t **pp = &podman_ops; *pp; pp = &(*pp)->next)
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
     free(op->name);
     free(op->ref);
     free(op->pullref);
@@ -654,10 +665,27 @@ static void podman_end(podman_op_t *op, hero_error_t *err)
     podman_free(op);
 }
 
+static int podman_run(podman_op_t *op, const char *const *argv, hero_proc_cb cb);
+static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *data);
+
+/* Ends with op->err set: the container podman made for the export (if any) goes
+ * first. */
+static void podman_abort(podman_op_t *op)
+{
+    if (op->cid) {
+        const char *argv[] = {"podman", "rm", "--force", op->cid, NULL};
+        podman_run(op, argv, podman_removed);
+        return;
+    }
+    hero_error_t e = op->err;
+    op->err = (hero_error_t)HERO_ERROR_INIT;
+    podman_end(op, &e);
+    hero_error_clear(&e);
+}
+
 /* podman's message: the last line of its stderr */
 static void podman_fail(podman_op_t *op, const char *what, const hero_proc_result_t *r)
 {
-    hero_error_t e = HERO_ERROR_INIT;
     const char *s = r->err_len ? r->err : r->out;
     size_t n = r->err_len ? r->err_len : r->out_len;
     while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
@@ -665,18 +693,41 @@ static void podman_fail(podman_op_t *op, const char *what, const hero_proc_resul
     size_t b = n;
     while (b && s[b - 1] != '\n')
         b--;
-    hero_error_set(&e, EIO, "podman %s: %.*s", what, (int)(n - b), s + b);
-    if (r->timed_out)
-        hero_error_set(&e, ETIMEDOUT, "podman %s: timed out", what);
-    podman_end(op, &e);
-    hero_error_clear(&e);
+    if (op->cancelled)
+        hero_error_set(&op->err, ECANCELED, "podman %s: interrupted", what);
+    else if (r->timed_out)
+        hero_error_set(&op->err, ETIMEDOUT, "podman %s: timed out", what);
+    else
+        hero_error_set(&op->err, EIO, "podman %s: %.*s", what, (int)(n - b), s + b);
+    podman_abort(op);
+}
+
+/* The step `what` ended (its callback runs): false when the op ended instead, because
+ * the step failed or hero was interrupted meanwhile. */
+static bool podman_step_ok(podman_op_t *op, const char *what, const hero_proc_result_t *r)
+{
+    op->proc = NULL;
+    if (r->exit_status || r->term_signal || op->cancelled) {
+        podman_fail(op, what, r);
+        return false;
+    }
+    return true;
+}
+
+void hero_image_podman_cancel_all(void)
+{
+    for (podman_op_t *op = podman_ops; op; op = op->next) {
+        op->cancelled = true;
+        if (op->proc)
+            hero_proc_cancel(op->proc); /* SIGTERM to its session; its callback ends it */
+    }
 }
 
 static int podman_run(podman_op_t *op, const char *const *argv, hero_proc_cb cb)
 {
     hero_error_t e = HERO_ERROR_INIT;
     hero_proc_opts_t po = {.argv = argv, .capture_cap = 4 << 20, .timeout_ms = 30 * 60 * 1000};
-    if (hero_proc_spawn(op->loop, &po, cb, op, NULL, &e) < 0) {
+    if (hero_proc_spawn(op->loop, &po, cb, op, &op->proc, &e) < 0) {
         hero_error_wrap(&e, "the podman path (use_podman:true) needs podman");
         podman_end(op, &e);
         hero_error_clear(&e);
@@ -684,8 +735,6 @@ static int podman_run(podman_op_t *op, const char *const *argv, hero_proc_cb cb)
     }
     return 0;
 }
-
-static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *data);
 
 static void podman_imported(int rc, hero_error_t *err, void *data)
 {
@@ -702,6 +751,9 @@ static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *da
     (void)p;
     (void)r;
     podman_op_t *op = data;
+    op->proc = NULL;
+    free(op->cid); /* (gone, or podman could not remove it: nothing more to do) */
+    op->cid = NULL;
     if (op->err.msg) {
         hero_error_t e = op->err;
         op->err = (hero_error_t)HERO_ERROR_INIT;
@@ -716,10 +768,8 @@ static void podman_exported(hero_proc_t *p, const hero_proc_result_t *r, void *d
 {
     (void)p;
     podman_op_t *op = data;
-    if (r->exit_status || r->term_signal) {
-        podman_fail(op, "export", r);
+    if (!podman_step_ok(op, "export", r))
         return;
-    }
     hero_error_t e = HERO_ERROR_INIT;
     char *ref = hero_xasprintf("podman:%s", op->ref);
     if (tar_image(op->loop, op->st, op->tar, op->name, ref, op->process, podman_imported, op,
@@ -734,11 +784,10 @@ static void podman_created(hero_proc_t *p, const hero_proc_result_t *r, void *da
 {
     (void)p;
     podman_op_t *op = data;
-    if (r->exit_status || r->term_signal) {
-        podman_fail(op, "create", r);
+    if (!(r->exit_status || r->term_signal) && r->out_len) /* to remove, even if interrupted */
+        op->cid = hero_xstrndup(r->out, strcspn(r->out, "\n"));
+    if (!podman_step_ok(op, "create", r))
         return;
-    }
-    op->cid = hero_xstrndup(r->out, strcspn(r->out, "\n"));
     char *dir = hero_xasprintf("%s/images", hero_store_base_dir(op->st));
     op->tar = hero_xasprintf("%s/.tmp-podman-%d-%s.tar", dir, (int)getpid(), op->cid);
     free(dir);
@@ -750,10 +799,8 @@ static void podman_inspected(hero_proc_t *p, const hero_proc_result_t *r, void *
 {
     (void)p;
     podman_op_t *op = data;
-    if (r->exit_status || r->term_signal) {
-        podman_fail(op, "image inspect", r);
+    if (!podman_step_ok(op, "image inspect", r))
         return;
-    }
     /* podman's Config has the OCI config's fields (Entrypoint, Cmd, Env, ...) */
     json_t *j = json_loads(r->out, 0, NULL);
     json_t *c = json_object_get(json_array_get(j, 0), "Config");
@@ -768,10 +815,8 @@ static void podman_pulled(hero_proc_t *p, const hero_proc_result_t *r, void *dat
 {
     (void)p;
     podman_op_t *op = data;
-    if (r->exit_status || r->term_signal) {
-        podman_fail(op, "pull", r);
+    if (!podman_step_ok(op, "pull", r))
         return;
-    }
     /* the image id is the last line podman pull prints */
     size_t n = r->out_len;
     while (n && r->out[n - 1] == '\n')
@@ -794,6 +839,8 @@ void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, cons
     op->ref = hero_xstrdup(ref);
     op->cb = cb;
     op->data = data;
+    op->next = podman_ops;
+    podman_ops = op;
     /* hero's mirror rules apply to podman too: it is given the mirror's reference */
     hero_ref_t pr;
     hero_error_t e = HERO_ERROR_INIT;
