@@ -121,7 +121,7 @@ void hero_imglock_cancel_waits(void)
     while (waiting) {
         hero_error_t e = HERO_ERROR_INIT;
         hero_error_set(&e, ECANCELED, "interrupted while waiting for the image store, which "
-                                      "another hero was using");
+                                      "another hero (or action) was using");
         finish(waiting, -1, &e); /* (takes it off the list) */
         hero_error_clear(&e);
     }

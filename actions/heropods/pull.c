@@ -189,11 +189,13 @@ static void pull_free(pull_t *p)
 static void pull_end(pull_t *p, hero_error_t *err)
 {
     hero_error_t cancelled = HERO_ERROR_INIT;
-    if (err && interrupted) {
-        /* what failed first is only the way the interruption reached the pull */
-        hero_error_set(&cancelled, ECANCELED, "pulling %s: interrupted", p->ref.canonical
-                                                                             ? p->ref.canonical
-                                                                             : p->name);
+    if (interrupted && (!err || err->code == ECANCELED)) {
+        /* a cancelled request or wait is only the way the interruption reached the pull
+         * (a real failure before it keeps its own message); and a pull that got all it
+         * needed meanwhile is not recorded either: an interrupted action records
+         * nothing (its layers stay for the next pull) */
+        hero_error_set(&cancelled, ECANCELED, "pulling %s: interrupted",
+                       p->ref.canonical ? p->ref.canonical : p->name);
         err = &cancelled;
     }
     if (p->prog) {
@@ -211,9 +213,13 @@ static void pull_end(pull_t *p, hero_error_t *err)
     p->next = NULL;
     while (w) {
         waiter_t *n = w->next;
-        if (err)
-            w->cb(NULL, err, w->data);
-        else
+        if (err) {
+            /* a copy each: a callback may take the message over (hero_task_done does) */
+            hero_error_t e = HERO_ERROR_INIT;
+            hero_error_copy(&e, err);
+            w->cb(NULL, &e, w->data);
+            hero_error_clear(&e);
+        } else
             hero_image_resolve_stored(p->st, p->name, w->cb, w->data);
         free(w);
         w = n;
@@ -299,6 +305,10 @@ static void pending_done(pull_t *p)
         p->err = (hero_error_t)HERO_ERROR_INIT;
         pull_end(p, &e);
         hero_error_clear(&e);
+        return;
+    }
+    if (interrupted) {
+        pull_end(p, NULL); /* (which makes it "interrupted": nothing is recorded) */
         return;
     }
     pull_record(p);

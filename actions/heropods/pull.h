@@ -24,7 +24,8 @@ typedef struct hero_pull_opts {
 void hero_image_pull(uv_loop_t *loop, hero_store_t *st, const hero_pull_opts_t *o,
                      hero_image_cb cb, void *data);
 
-/* Closes the registry client (at the end of the run, while the loop still runs). */
+/* Closes the registry client (when the last pull of the process has ended: an idle
+ * client would keep the loop alive; the next pull makes a new one). */
 void hero_pull_shutdown(void);
 
 /* hero was interrupted: every pull under way in this process stops (its callback gets
