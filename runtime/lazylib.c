@@ -341,6 +341,8 @@ LAZY_VOID(A, archive_entry_set_size, (ent_t *e, la_int64_t v), (e, v))
 LAZY_VOID(A, archive_entry_set_mtime, (ent_t *e, time_t t, long ns), (e, t, ns))
 LAZY_VOID(A, archive_entry_set_rdevmajor, (ent_t *e, dev_t d), (e, d))
 LAZY_VOID(A, archive_entry_set_rdevminor, (ent_t *e, dev_t d), (e, d))
+LAZY_VOID(A, archive_entry_sparse_add_entry, (ent_t *e, la_int64_t off, la_int64_t len),
+          (e, off, len))
 LAZY(A, int, archive_entry_xattr_count, (ent_t *e), (e))
 LAZY(A, int, archive_entry_xattr_reset, (ent_t *e), (e))
 LAZY(A, int, archive_entry_xattr_next, (ent_t *e, const char **n, const void **v, size_t *s),

@@ -736,17 +736,15 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Whether the zeros given after the real stream (tar_tail, for layers without their
- * end blocks) went into the data of the file just read: then the stream was cut off
- * inside it, and those zeros are no content. Once that data is read, the tar reader
- * has consumed the data and its padding to the next 512-byte block; the data must end
- * within the real bytes. (The feeder has finished once the tail was given, so its
- * count is final.) */
-static bool tail_in_data(ctx_t *c, int64_t size)
+/* Whether a block of file data the tar reader handed out (len bytes) reaches into the
+ * zeros given after the real stream (tar_tail, for layers without their end blocks):
+ * then the stream was cut off inside the file's data, and those zeros are no content.
+ * The reader has consumed the stream up to the block's start. Only asked once the tail
+ * was given: the feeder has finished then, so its count of real bytes is final. */
+static bool block_in_tail(ctx_t *c, size_t len)
 {
-    int64_t consumed = archive_filter_bytes(c->inner, -1);
-    int64_t pad = size > 0 ? (512 - size % 512) % 512 : 0;
-    return consumed >= 0 && consumed - pad > (int64_t)c->res->size;
+    int64_t at = archive_filter_bytes(c->inner, -1);
+    return at >= 0 && at + (int64_t)len > (int64_t)c->res->size;
 }
 
 static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
@@ -781,6 +779,10 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
             }
             pos = off;
         }
+        if (len && c->tail_given && block_in_tail(c, len)) {
+            close(fd);
+            return entry_error(c, 0, "truncated: the tar stream ends inside this file's data");
+        }
         if (len && write_all(fd, buf, len) < 0) {
             int e = errno;
             close(fd);
@@ -805,10 +807,6 @@ static int do_file(ctx_t *c, int pfd, const char *base, struct archive_entry *e)
         sync_file_range(fd, kicked, pos - kicked, SYNC_FILE_RANGE_WRITE);
     if (flushed && pos - flushed >= FLUSH_TAIL)
         hero_flush_push(c->flush, fd, c->entry);
-    if (c->tail_given && tail_in_data(c, archive_entry_size(e))) {
-        close(fd);
-        return entry_error(c, 0, "truncated: the tar stream ends before this file's data does");
-    }
     int64_t size = archive_entry_size(e);
     if (archive_entry_size_is_set(e) && size > pos && ftruncate(fd, size) < 0) {
         int e2 = errno;
