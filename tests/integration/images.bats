@@ -736,15 +736,16 @@ interrupted_within() {
   wait "$1" || RC=$?
 }
 
-# held_pull HOLD_MS: hero (`a`) pulls test/sa (as sa) from regfix in the background,
-# the first GET of sa's own layer held HOLD_MS; returns once that GET has come in. Sets
-# OWN (that layer's digest) and PA (the pid, to wait for); the output is in $BASE/a.out.
+# held_pull HOLD_MS [ACTIONS]: hero (`a`) runs ACTIONS (default: an image_pull of
+# test/sa as sa; @RF@ in them stands for regfix's address) in the background, from a
+# regfix that holds the first GET of sa's own layer HOLD_MS; returns once that GET has
+# come in. Sets OWN (that layer's digest) and PA (the pid, to wait for); the output is
+# in $BASE/a.out.
 held_pull() {
   OWN=$(layout_digests sa | tail -n 1)
   regfix_start --hold "$OWN=$1"
-  pb a <<EOF
-!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
-EOF
+  local actions=${2:-"!!heropods.image_pull name:'sa' ref:'@RF@/test/sa:sa'"}
+  pb a <<< "${actions//@RF@/$RF}"
   "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
   PA=$!
   log_waits "GET /v2/test/sa/blobs/$OWN "
@@ -828,15 +829,8 @@ EOF
 }
 
 @test "two actions sharing an interrupted pull both fail with 'interrupted'" {
-  OWN=$(layout_digests sa | tail -n 1)
-  regfix_start --hold "$OWN=30000"
-  pb a <<EOF
-!!heropods.container_new name:'c1' image:'$RF/test/sa:sa'
-!!heropods.container_new name:'c2' image:'$RF/test/sa:sa'
-EOF
-  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  PA=$!
-  log_waits "GET /v2/test/sa/blobs/$OWN "
+  held_pull 30000 "!!heropods.container_new name:'c1' image:'@RF@/test/sa:sa'
+!!heropods.container_new name:'c2' image:'@RF@/test/sa:sa'"
   sleep 0.3
   interrupted_within "$PA" 3 || { cat "$BASE/a.out" >&2; false; }
   [ "$RC" -eq 1 ] || { echo "exit $RC" >&2; cat "$BASE/a.out" >&2; false; }
@@ -1064,14 +1058,7 @@ EOF
   command -v podman > /dev/null || skip "needs podman (Debian package podman)"
   podman_private
   set_hdr use_podman:true
-  OWN=$(layout_digests sa | tail -n 1)
-  regfix_start --hold "$OWN=30000"
-  pb a <<EOF
-!!heropods.image_pull name:'psa' ref:'$RF/test/sa:sa'
-EOF
-  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  PA=$!
-  log_waits "GET /v2/test/sa/blobs/$OWN "
+  held_pull 30000 "!!heropods.image_pull name:'psa' ref:'@RF@/test/sa:sa'"
   sleep 0.3
   # before, hero waited for podman (in a session of its own, the terminal's Ctrl-C
   # does not reach it) to the end of the hold
