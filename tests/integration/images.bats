@@ -815,7 +815,7 @@ EOF
   interrupted_within "$PA" 3 || { cat "$BASE/a.out" >&2; false; }
   [ "$RC" -eq 1 ] || { echo "exit $RC" >&2; cat "$BASE/a.out" >&2; false; }
   held
-  grep -q "test/sa:sa: interrupted" "$BASE/a.out" || { cat "$BASE/a.out" >&2; false; }
+  grep -q "test/sa:sa: interrupted$" "$BASE/a.out" || { cat "$BASE/a.out" >&2; false; }
   no_image sa
   local left
   left=$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')
