@@ -1,5 +1,6 @@
 #include "error.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,22 +68,38 @@ char *hero_xasprintf(const char *fmt, ...)
     return s;
 }
 
-int hero_error_set(hero_error_t *err, int code, const char *fmt, ...)
+static int error_vset(hero_error_t *err, int code, bool with_strerror, const char *fmt,
+                      va_list ap)
 {
     if (!err)
         return -1;
-    va_list ap;
-    va_start(ap, fmt);
     char *m = hero_xvasprintf(fmt, ap);
-    va_end(ap);
     free(err->msg);
-    if (code) {
+    if (code && with_strerror) {
         err->msg = hero_xasprintf("%s: %s", m, strerror(code));
         free(m);
     } else {
         err->msg = m;
     }
     err->code = code;
+    return -1;
+}
+
+int hero_error_set(hero_error_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_vset(err, code, true, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int hero_error_set_plain(hero_error_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_vset(err, code, false, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

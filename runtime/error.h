@@ -17,6 +17,10 @@ typedef struct hero_error {
 /* Set err (if not NULL) and return -1. `code` is appended as strerror when != 0. */
 int hero_error_set(hero_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with the message as written (no strerror: it says what happened already),
+ * `code` kept for callers that branch on it. */
+int hero_error_set_plain(hero_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Set err (if not NULL) to a copy of src (message and code as they are: the strerror
  * is in src's message already) and return -1. */
 int hero_error_copy(hero_error_t *err, const hero_error_t *src);

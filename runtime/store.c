@@ -896,9 +896,7 @@ int hero_store_lease_ipv4(hero_store_t *s, const char *instance, uint32_t net, i
             if (!found) {
                 char t[16];
                 ipv4_text(net, t);
-                rc = hero_error_set(err, 0, "no free address in %s/%d", t, len);
-                if (err)
-                    err->code = ENOSPC;
+                rc = hero_error_set_plain(err, ENOSPC, "no free address in %s/%d", t, len);
             } else {
                 char t[16];
                 ipv4_text(cand, t);

@@ -453,12 +453,11 @@ static void resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,
     hero_image_t *img = NULL;
     int rc = hero_store_image_get(st, name, &rec, &e);
     if (rc == 1) {
-        hero_error_set(&e, 0,
-                       "image '%s' is not in the store: pull it (image_pull, or an image "
-                       "reference in image:), import it (image_import), or use "
-                       "image:'embedded'",
-                       name);
-        e.code = ENOENT; /* for callers that branch on it; the message stays as written */
+        hero_error_set_plain(&e, ENOENT,
+                             "image '%s' is not in the store: pull it (image_pull, or an "
+                             "image reference in image:), import it (image_import), or use "
+                             "image:'embedded'",
+                             name);
     } else if (rc == 0) {
         img = image_from_record(&rec, &e);
     }

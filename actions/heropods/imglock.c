@@ -120,9 +120,8 @@ void hero_imglock_cancel_waits(void)
 {
     while (waiting) {
         hero_error_t e = HERO_ERROR_INIT;
-        hero_error_set(&e, 0, "interrupted while waiting for the image store, which "
-                              "another hero (or action) was using");
-        e.code = ECANCELED; /* (set after: "interrupted" says it all) */
+        hero_error_set_plain(&e, ECANCELED, "interrupted while waiting for the image store, "
+                                            "which another hero (or action) was using");
         finish(waiting, -1, &e); /* (takes it off the list) */
         hero_error_clear(&e);
     }

@@ -374,14 +374,11 @@ static int bridge_claim(nl_t *nl, const char *name, link_info_t *li, const char 
     }
     if (!strncmp(li->alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
         !alias_is(li->alias, owner_key)) {
-        hero_error_set(err, 0,
-                       "bridge %s belongs to another hero instance (%s): give this one "
-                       "another bridge_name (or, if that instance is gone, remove the "
-                       "bridge: ip link del %s)",
-                       name, li->alias + strlen(HERO_NET_OWNER_PREFIX), name);
-        if (err)
-            err->code = EBUSY;
-        return -1;
+        return hero_error_set_plain(err, EBUSY,
+                                    "bridge %s belongs to another hero instance (%s): give "
+                                    "this one another bridge_name (or, if that instance is "
+                                    "gone, remove the bridge: ip link del %s)",
+                                    name, li->alias + strlen(HERO_NET_OWNER_PREFIX), name);
     }
     return 0; /* ours, or the user's own bridge with an alias of theirs */
 }

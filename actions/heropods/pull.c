@@ -194,9 +194,8 @@ static void pull_end(pull_t *p, hero_error_t *err)
          * (a real failure before it keeps its own message); and a pull that got all it
          * needed meanwhile is not recorded either: an interrupted action records
          * nothing (its layers stay for the next pull) */
-        hero_error_set(&cancelled, 0, "pulling %s: interrupted",
-                       p->ref.canonical ? p->ref.canonical : p->name);
-        cancelled.code = ECANCELED; /* (set after: "interrupted" says it all) */
+        hero_error_set_plain(&cancelled, ECANCELED, "pulling %s: interrupted",
+                             p->ref.canonical ? p->ref.canonical : p->name);
         err = &cancelled;
     }
     if (p->prog) {

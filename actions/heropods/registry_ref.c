@@ -23,10 +23,7 @@ enum { REF_NAME_MAX = 255, REF_TAG_MAX = 128 };
 
 static int ref_fail(hero_error_t *err, const char *text, const char *why)
 {
-    hero_error_set(err, 0, "invalid image reference '%s': %s", text, why);
-    if (err)
-        err->code = EINVAL;
-    return -1;
+    return hero_error_set_plain(err, EINVAL, "invalid image reference '%s': %s", text, why);
 }
 
 static bool lower_alnum(char c)
@@ -332,11 +329,9 @@ int hero_platform_parse(const char *text, hero_platform_t *p, hero_error_t *err)
     if (!ok) {
         for (size_t i = 0; i < n; i++)
             free(parts[i]);
-        hero_error_set(err, 0, "invalid platform '%s' (expected os/arch[/variant])",
-                       text ? text : "");
-        if (err)
-            err->code = EINVAL;
-        return -1;
+        return hero_error_set_plain(err, EINVAL, "invalid platform '%s' (expected "
+                                                 "os/arch[/variant])",
+                                    text ? text : "");
     }
     if (n == 1) {
         p->os = hero_xstrdup("linux");
