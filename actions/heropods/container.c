@@ -256,14 +256,6 @@ static int set_state(op_t *op, const char *state, int64_t pid, int64_t code, int
 static void new_have_image(hero_image_t *img, hero_error_t *err, void *data);
 static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data);
 
-/* SIGINT while the container's image is waited for (the image lock, a pull): that
- * stops, and the action fails with "interrupted" */
-static void new_image_cancel(hero_task_t *t)
-{
-    (void)t;
-    hero_image_cancel_all();
-}
-
 int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
 {
     op_t *op = op_new(t);
@@ -273,7 +265,8 @@ int hero_heropods_new_start(hero_task_t *t, hero_error_t *err)
         return -1;
     }
     op->have_spec = true;
-    t->cancel = new_image_cancel;
+    /* (SIGINT while its image is waited for: that stops, "interrupted") */
+    t->cancel = hero_image_task_cancel;
     /* an image_delete (of this process or another) waits until the container's record
      * names the image, and then refuses */
     hero_imglock_take(t->loop, op->in->store, false, new_locked, op);

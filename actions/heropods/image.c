@@ -1133,8 +1133,9 @@ void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t
     hero_image_pull(loop, st, &po, cb, data);
 }
 
-void hero_image_cancel_all(void)
+void hero_image_task_cancel(struct hero_task *t)
 {
+    (void)t;
     hero_imglock_cancel_waits();
     hero_pull_cancel_all();
     hero_image_podman_cancel_all();

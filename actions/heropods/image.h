@@ -56,11 +56,13 @@ void hero_image_source_of(const char *image, const char *custom_name, const char
 void hero_image_get(uv_loop_t *loop, hero_store_t *st, const hero_image_source_t *src,
                     hero_image_cb cb, void *data);
 
-/* hero was interrupted: the image work of this process that waits on the network, on
- * podman or on another hero (pulls by hero's client or podman, waits for the image
- * lock) stops, its callbacks getting ECANCELED; an import (a local file) runs to its
- * end. For the cancel of image actions. */
-void hero_image_cancel_all(void);
+/* The cancel (hero_task_t's) of the actions that wait for images: hero was
+ * interrupted, so the image work of this process that waits on the network, on podman
+ * or on another hero (pulls by hero's client or podman, waits for the image lock)
+ * stops, all of it, its callbacks getting ECANCELED; an import (a local file) runs to
+ * its end. The task itself is not needed. */
+struct hero_task;
+void hero_image_task_cancel(struct hero_task *t);
 
 /* A stored image only. */
 void hero_image_resolve_stored(hero_store_t *st, const char *name, hero_image_cb cb,

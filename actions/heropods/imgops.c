@@ -183,14 +183,6 @@ static int tar_image(uv_loop_t *loop, hero_store_t *st, const char *tar, const c
 
 /* ======================= image_pull ======================= */
 
-/* The cancel of the image actions (SIGINT): a pull or a wait for the image lock stops
- * (the action then fails with "interrupted"); an import's extraction runs to its end. */
-static void image_task_cancel(hero_task_t *t)
-{
-    (void)t;
-    hero_image_cancel_all();
-}
-
 static void pull_done(hero_image_t *img, hero_error_t *err, void *data)
 {
     hero_task_t *t = data;
@@ -213,7 +205,7 @@ int hero_heropods_image_pull_start(hero_task_t *t, hero_error_t *err)
     hero_image_source_t src = {.name = name, .ref = ref, .platform = platform,
                                .reset = hero_arg_bool(t->action, "reset"), .check = true,
                                .podman = in->use_podman, .quiet = hero_run_verbosity() < 0};
-    t->cancel = image_task_cancel;
+    t->cancel = hero_image_task_cancel;
     hero_image_get(t->loop, in->store, &src, pull_done, t);
     free(name);
     free(ref);
@@ -256,7 +248,7 @@ int hero_heropods_image_import_start(hero_task_t *t, hero_error_t *err)
         } else if (tar_image(t->loop, in->store, abs, name, ref, NULL, import_done, t, err) < 0) {
             rc = -1;
         } else {
-            t->cancel = image_task_cancel;
+            t->cancel = hero_image_task_cancel;
         }
         hero_image_rec_free(&rec);
         free(ref);
@@ -611,7 +603,7 @@ int hero_heropods_image_delete_start(hero_task_t *t, hero_error_t *err)
     op->in = in;
     op->name = hero_arg_str(t->action, "name");
     /* waits for the pulls and container_news in flight, of any hero process */
-    t->cancel = image_task_cancel;
+    t->cancel = hero_image_task_cancel;
     hero_imglock_take(t->loop, in->store, true, delete_locked, op);
     return 0;
 }
