@@ -660,13 +660,17 @@ static void podman_end(podman_op_t *op, hero_error_t *err)
 static int podman_run(podman_op_t *op, const char *const *argv, hero_proc_cb cb);
 static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *data);
 
-/* Ends with op->err set: the container podman made for the export (if any) goes
- * first. */
-static void podman_abort(podman_op_t *op)
+/* Ends the op, with op->err when it is set: the container podman made for the export
+ * (if any) is removed first (podman_removed comes back here). */
+static void podman_finish(podman_op_t *op)
 {
     if (op->cid) {
         const char *argv[] = {"podman", "rm", "--force", op->cid, NULL};
         podman_run(op, argv, podman_removed);
+        return;
+    }
+    if (!op->err.msg) {
+        podman_end(op, NULL);
         return;
     }
     hero_error_t e = op->err;
@@ -691,7 +695,7 @@ static void podman_fail(podman_op_t *op, const char *what, const hero_proc_resul
         hero_error_set(&op->err, ETIMEDOUT, "podman %s: timed out", what);
     else
         hero_error_set(&op->err, EIO, "podman %s: %.*s", what, (int)(n - b), s + b);
-    podman_abort(op);
+    podman_finish(op);
 }
 
 /* The step `what` ended (its callback runs): false when the op ended instead, because
@@ -731,11 +735,9 @@ static int podman_run(podman_op_t *op, const char *const *argv, hero_proc_cb cb)
 static void podman_imported(int rc, hero_error_t *err, void *data)
 {
     podman_op_t *op = data;
-    if (rc < 0) {
+    if (rc < 0)
         hero_error_copy(&op->err, err);
-    }
-    const char *argv[] = {"podman", "rm", "--force", op->cid, NULL};
-    podman_run(op, argv, podman_removed);
+    podman_finish(op);
 }
 
 static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *data)
@@ -746,14 +748,7 @@ static void podman_removed(hero_proc_t *p, const hero_proc_result_t *r, void *da
     op->proc = NULL;
     free(op->cid); /* (gone, or podman could not remove it: nothing more to do) */
     op->cid = NULL;
-    if (op->err.msg) {
-        hero_error_t e = op->err;
-        op->err = (hero_error_t)HERO_ERROR_INIT;
-        podman_end(op, &e);
-        hero_error_clear(&e);
-        return;
-    }
-    podman_end(op, NULL);
+    podman_finish(op);
 }
 
 static void podman_exported(hero_proc_t *p, const hero_proc_result_t *r, void *data)
