@@ -128,7 +128,6 @@ static int config_int(config_loader_t *l, const yaml_node_t *n, const char *what
     return 0;
 }
 
-/* The home directory: $HOME, else the password database. NULL if neither. */
 /* A path value: "~" and "~/x" use the home directory, "~user/x" that user's; a
  * relative path is taken relative to the configuration file's directory. */
 static int config_path(config_loader_t *l, const yaml_node_t *n, const char *what,
