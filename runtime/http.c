@@ -1,4 +1,7 @@
-/* curl multi on libuv (see http.h). The wiring is curl's documented "multi_socket"
+/* The HTTP client's requests (options, redirects, the body sink), and its curl
+ * transport; the plain one is http_plain.c (http_int.h says which hop takes which).
+ *
+ * curl multi on libuv (see http.h). The wiring is curl's documented "multi_socket"
  * pattern: curl tells us which sockets to watch (on_socket -> one uv_poll each) and
  * when to wake it up (on_curl_timer -> the one uv_timer); we hand readiness back with
  * curl_multi_socket_action and then collect finished transfers (dispatch).
@@ -15,13 +18,12 @@
  * which is how most HTTPS registries (HTTP/2 over TLS) are served. Each pause costs
  * curl a remove and a re-add of the socket's poll: about two epoll_ctl per MB.
  *
- * Ownership: the client owns its requests (a list), its socket contexts (a list), the
- * timer and the idle handle. A request is freed after its callback returns, or by
+ * Ownership: the client owns its requests (a list), its socket contexts (a list), its
+ * plain connections (a list, http_plain.c), the timer and the idle handle. A request is freed after its callback returns, or by
  * hero_http_cancel, or by hero_http_close. Socket contexts are freed from their poll's
  * close callback; the client itself from the last close callback once it is closing. */
-#include "runtime/http.h"
+#include "runtime/http_int.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,76 +32,11 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum {
-    HTTP_DEFAULT_MAX_BODY = 8 * 1024 * 1024,
-    HTTP_ERROR_BODY_CAP = 64 * 1024,
-    HTTP_DEFAULT_REDIRECTS = 10,
-    HTTP_DEFAULT_CONNECT_MS = 15000,
-    HTTP_DEFAULT_STALL_MS = 30000,
-    HTTP_FILE_BUFFER = 256 * 1024,      /* CURLOPT_BUFFERSIZE of a body for a file */
-    HTTP_TURN_BUDGET = 1024 * 1024,     /* body bytes per transfer per call into curl */
-};
-
-typedef struct http_sock {
+struct http_sock {
     uv_poll_t poll;
     hero_http_t *h;
     curl_socket_t fd;
     struct http_sock *prev, *next;
-} http_sock_t;
-
-struct hero_http {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
-    uv_idle_t resume;         /* resumes paused transfers (see Fairness above) */
-    unsigned turn;            /* counts calls into curl: a transfer's budget is per turn */
-    unsigned open_handles;    /* the timer, the idle and every socket poll not yet closed */
-    bool closing;             /* hero_http_close was called */
-    bool torn_down;           /* the requests and curl are gone; only closes remain */
-    unsigned dispatching;     /* inside dispatch(): teardown waits until it ends */
-    hero_http_req_t *reqs;    /* requests not yet completed */
-    http_sock_t *socks;       /* sockets being watched */
-    size_t active;
-};
-
-struct hero_http_req {
-    hero_http_t *h;
-    hero_http_req_t *prev, *next;
-    CURL *easy;
-    struct curl_slist *slist;  /* the headers of the current hop */
-    char **headers;            /* the caller's extra header lines (copies) */
-    size_t n_headers;
-    char *auth;                /* "Authorization: <value>", or NULL */
-    char *origin;              /* scheme://host:port of the first URL */
-    char *url;                 /* the current hop's URL */
-    char *range;               /* "N-" or NULL */
-    bool head;
-    bool finished;             /* the callback is running or has run */
-    int fd;
-    size_t max_body;
-    unsigned max_redirects, redirects;
-    bool auth_dropped;
-    uint64_t deadline_ns;      /* 0: none */
-    hero_http_data_cb on_data;
-    hero_http_done_cb cb;
-    void *data;
-
-    /* state of the current response, reset on every status line */
-    hero_http_header_t *hdrs;
-    size_t n_hdrs, cap_hdrs;
-    bool body_started;
-    bool body_ok;              /* a 2xx: bytes go to the sink */
-    bool may_pause;            /* not an HTTP/2 (or 3) stream */
-    bool paused;               /* by on_write, for the rest of this turn */
-    bool resuming;             /* on_resume is to resume it */
-    unsigned turn;             /* the client's turn turn_bytes counts */
-    size_t turn_bytes;
-    long body_status;
-    uint64_t body_offset, body_bytes;
-    char *body;                /* memory sink, or the error body */
-    size_t body_len, body_cap;
-    char *fail;                /* hero's own reason to have stopped the transfer */
-    char errbuf[CURL_ERROR_SIZE];
 };
 
 /* ---- small helpers ---- */
@@ -114,25 +51,105 @@ static bool curl_ready(hero_error_t *err)
     return true;
 }
 
+void http_url_free(http_url_t *u)
+{
+    free(u->host);
+    free(u->hostport);
+    free(u->target);
+    memset(u, 0, sizeof(*u));
+}
+
+/* Both transports and the redirect rule read URLs through this one parser, and it
+ * refuses what parsers disagree on (user info, backslashes, blanks), so the origin
+ * hero compares is the host curl connects to. */
+int http_url_parse(const char *url, http_url_t *u)
+{
+    memset(u, 0, sizeof(*u));
+    const char *a;
+    if (!strncasecmp(url, "http://", 7))
+        a = url + 7;
+    else if (!strncasecmp(url, "https://", 8)) {
+        a = url + 8;
+        u->tls = true;
+    } else
+        return -1;
+    size_t alen = strcspn(a, "/?#");
+    if (alen == 0)
+        return -1;
+    for (size_t i = 0; i < alen; i++)
+        if ((unsigned char)a[i] <= ' ' || a[i] == 0x7f || a[i] == '\\' || a[i] == '@')
+            return -1;
+    const char *host = a, *hend, *port = NULL;
+    if (*a == '[') {
+        hend = memchr(a, ']', alen);
+        if (!hend || hend == a + 1)
+            return -1;
+        for (const char *c = a + 1; c < hend; c++)
+            if (!strchr("0123456789abcdefABCDEF:.", *c))
+                return -1;
+        host = a + 1;
+        if (hend + 1 < a + alen) {
+            if (hend[1] != ':')
+                return -1;
+            port = hend + 2;
+        }
+    } else {
+        hend = memchr(a, ':', alen);
+        if (hend)
+            port = hend + 1;
+        else
+            hend = a + alen;
+        if (hend == a)
+            return -1;
+    }
+    unsigned pn = u->tls ? 443 : 80;
+    if (port && port < a + alen) {
+        pn = 0;
+        for (const char *c = port; c < a + alen; c++) {
+            if (*c < '0' || *c > '9' || pn > 6553)
+                return -1;
+            pn = pn * 10 + (unsigned)(*c - '0');
+        }
+        if (pn == 0 || pn > 65535)
+            return -1;
+    }
+    u->port = pn;
+    u->host = hero_xstrndup(host, (size_t)(hend - host));
+    for (char *c = u->host; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+    bool v6 = strchr(u->host, ':') != NULL;
+    if (pn == (u->tls ? 443u : 80u))
+        u->hostport = hero_xasprintf(v6 ? "[%s]" : "%s", u->host);
+    else
+        u->hostport = hero_xasprintf(v6 ? "[%s]:%u" : "%s:%u", u->host, pn);
+    const char *rest = a + alen;
+    size_t tlen = strcspn(rest, "#");
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)rest[i] <= ' ' || rest[i] == 0x7f) {
+            http_url_free(u);
+            return -1;
+        }
+    if (tlen == 0)
+        u->target = hero_xstrdup("/");
+    else if (*rest == '?')
+        u->target = hero_xasprintf("/%.*s", (int)tlen, rest);
+    else
+        u->target = hero_xstrndup(rest, tlen);
+    return 0;
+}
+
 /* "scheme://host:port" of an absolute URL (lowercase host, default port filled in),
  * or NULL when it does not parse. */
 static char *url_origin(const char *url)
 {
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-        for (char *c = host; *c; c++)
-            if (*c >= 'A' && *c <= 'Z')
-                *c = (char)(*c - 'A' + 'a');
-        out = hero_xasprintf("%s://%s:%s", scheme, host, port);
-    }
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
+    http_url_t u;
+    if (http_url_parse(url, &u) < 0)
+        return NULL;
+    bool v6 = strchr(u.host, ':') != NULL;
+    char *out = hero_xasprintf(v6 ? "%s://[%s]:%u" : "%s://%s:%u", u.tls ? "https" : "http",
+                               u.host, u.port);
+    http_url_free(&u);
     return out;
 }
 
@@ -141,7 +158,7 @@ static bool url_is_http(const char *url)
     return !strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8);
 }
 
-static void req_set_fail(hero_http_req_t *q, char *msg)
+void http_req_set_fail(hero_http_req_t *q, char *msg)
 {
     if (q->fail)
         free(msg); /* the first reason wins */
@@ -149,7 +166,7 @@ static void req_set_fail(hero_http_req_t *q, char *msg)
         q->fail = msg;
 }
 
-static void req_reset_response(hero_http_req_t *q)
+void http_req_begin_response(hero_http_req_t *q)
 {
     for (size_t i = 0; i < q->n_hdrs; i++) {
         free(q->hdrs[i].name);
@@ -182,32 +199,18 @@ size_t hero_http_active(const hero_http_t *h)
     return h ? h->active : 0;
 }
 
-/* ---- curl callbacks of one transfer ---- */
+/* ---- what the transports report (http_int.h) ---- */
 
-static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+void http_req_add_header(hero_http_req_t *q, const char *name, size_t name_len,
+                         const char *value, size_t value_len)
 {
-    hero_http_req_t *q = ud;
-    size_t len = size * n;
-    if (len >= 5 && !memcmp(buf, "HTTP/", 5)) {
-        req_reset_response(q); /* a new response begins (after a 1xx, or a new hop) */
-        return len;
-    }
-    const char *colon = memchr(buf, ':', len);
-    if (!colon || colon == buf)
-        return len; /* the blank line that ends the headers, or junk */
-    const char *v = colon + 1, *end = buf + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
-        end--;
     if (q->n_hdrs == q->cap_hdrs) {
         q->cap_hdrs = q->cap_hdrs ? q->cap_hdrs * 2 : 16;
         q->hdrs = hero_xrealloc(q->hdrs, q->cap_hdrs * sizeof(*q->hdrs));
     }
-    q->hdrs[q->n_hdrs].name = hero_xstrndup(buf, (size_t)(colon - buf));
-    q->hdrs[q->n_hdrs].value = hero_xstrndup(v, (size_t)(end - v));
+    q->hdrs[q->n_hdrs].name = hero_xstrndup(name, name_len);
+    q->hdrs[q->n_hdrs].value = hero_xstrndup(value, value_len);
     q->n_hdrs++;
-    return len;
 }
 
 static bool append_body(hero_http_req_t *q, const char *p, size_t len, size_t cap)
@@ -255,52 +258,33 @@ static void partial_resp(hero_http_req_t *q, hero_http_resp_t *r)
     r->body_bytes = q->body_bytes;
 }
 
-static void on_resume(uv_idle_t *i);
-
-/* Returning anything but len makes curl stop with CURLE_WRITE_ERROR. */
-static size_t on_write(char *p, size_t size, size_t n, void *ud)
+int http_req_body(hero_http_req_t *q, const char *p, size_t len)
 {
-    hero_http_req_t *q = ud;
-    size_t len = size * n;
     if (q->fail)
-        return 0; /* (a chunk curl kept while paused, after a failure) */
+        return -1;
     if (!q->body_started) {
         q->body_started = true;
-        long v = 0;
-        curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v);
-        q->may_pause = v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1;
-        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->body_status);
         q->body_ok = q->body_status >= 200 && q->body_status < 300;
         q->body_offset = 0;
         if (q->body_status == 206 &&
             parse_content_range(find_header(q->hdrs, q->n_hdrs, "Content-Range"),
                                 &q->body_offset) < 0) {
-            req_set_fail(q, hero_xstrdup("a 206 answer without a usable Content-Range"));
-            return 0;
+            http_req_set_fail(q, hero_xstrdup("a 206 answer without a usable Content-Range"));
+            return -1;
         }
     }
     if (!q->body_ok) {
         /* an error document or a redirect page: keep its start for the message */
         size_t room = HTTP_ERROR_BODY_CAP - q->body_len;
         append_body(q, p, len < room ? len : room, HTTP_ERROR_BODY_CAP);
-        return len;
+        return 0;
     }
-    if (q->turn != q->h->turn) {
-        q->turn = q->h->turn;
-        q->turn_bytes = 0;
-    }
-    if (q->may_pause && q->turn_bytes >= HTTP_TURN_BUDGET) {
-        q->paused = true;
-        uv_idle_start(&q->h->resume, on_resume);
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    q->turn_bytes += len;
     if (q->on_data) {
         hero_http_resp_t r;
         partial_resp(q, &r);
         if (q->on_data(q, &r, q->body_offset + q->body_bytes, p, len, q->data) < 0) {
-            req_set_fail(q, hero_xstrdup("aborted by the data callback"));
-            return 0;
+            http_req_set_fail(q, hero_xstrdup("aborted by the data callback"));
+            return -1;
         }
     }
     if (q->fd < 0) {
@@ -313,36 +297,153 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
-                req_set_fail(q, hero_xasprintf("cannot write the body: %s",
-                                               strerror(w < 0 ? errno : EIO)));
-                return 0;
+                http_req_set_fail(q, hero_xasprintf("cannot write the body: %s",
+                                                    strerror(w < 0 ? errno : EIO)));
+                return -1;
             }
             done += (size_t)w;
         }
     } else if (!append_body(q, p, len, q->max_body)) {
-        req_set_fail(q, hero_xasprintf("response body larger than %zu bytes", q->max_body));
-        return 0;
+        http_req_set_fail(q, hero_xasprintf("response body larger than %zu bytes", q->max_body));
+        return -1;
     }
     q->body_bytes += len;
+    return 0;
+}
+
+/* ---- curl callbacks of one transfer ---- */
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+    hero_http_req_t *q = ud;
+    size_t len = size * n;
+    if (len >= 5 && !memcmp(buf, "HTTP/", 5)) {
+        http_req_begin_response(q); /* a new response begins (after a 1xx, or a new hop) */
+        return len;
+    }
+    const char *colon = memchr(buf, ':', len);
+    if (!colon || colon == buf)
+        return len; /* the blank line that ends the headers, or junk */
+    const char *v = colon + 1, *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    http_req_add_header(q, buf, (size_t)(colon - buf), v, (size_t)(end - v));
+    return len;
+}
+
+/* Returning anything but len makes curl stop with CURLE_WRITE_ERROR. */
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    hero_http_req_t *q = ud;
+    size_t len = size * n;
+    if (q->fail)
+        return 0; /* (a chunk curl kept while paused, after a failure) */
+    if (!q->body_started) {
+        long v = 0;
+        curl_easy_getinfo(q->easy, CURLINFO_HTTP_VERSION, &v);
+        q->may_pause = v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1;
+        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->body_status);
+    } else if (q->body_ok && q->may_pause) {
+        if (q->turn != q->h->turn) {
+            q->turn = q->h->turn;
+            q->turn_bytes = 0;
+        }
+        if (q->turn_bytes >= HTTP_TURN_BUDGET) {
+            q->paused = true;
+            http_resume_later(q->h);
+            return CURL_WRITEFUNC_PAUSE;
+        }
+    }
+    if (http_req_body(q, p, len) < 0)
+        return 0;
+    if (q->body_ok)
+        q->turn_bytes += len;
     return len;
 }
 
 /* ---- one hop ---- */
 
-/* The header list of the current hop: the caller's lines, plus Authorization while
- * the URL keeps the first URL's origin. */
-static void req_build_headers(hero_http_req_t *q)
+static void http_teardown(hero_http_t *h);
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp);
+static int on_curl_timer(CURLM *m, long ms, void *userp);
+
+/* The client's curl side, made at the first hop that needs it. */
+static int curl_multi_ready(hero_http_t *h)
 {
+    if (h->multi)
+        return 0;
+    if (!curl_ready(NULL) || !(h->multi = curl_multi_init()))
+        return -1;
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    return 0;
+}
+
+/* q's easy handle, made and set up from q's options at its first curl hop. */
+static int req_curl_easy(hero_http_req_t *q)
+{
+    if (q->easy)
+        return 0;
+    CURL *e = q->easy = curl_easy_init();
+    if (!e)
+        return -1;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are ours: see http.h */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "hero/" HERO_VERSION);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    if (q->fd != 0)
+        /* a body for a file: fewer, larger chunks (curl's default is 16 KiB) */
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_FILE_BUFFER);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)q->connect_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((q->stall_ms + 999) / 1000));
+    if (q->head)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (q->post) {
+        /* curl keeps its own copy of the body */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->post_len);
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, q->post_body ? q->post_body : "");
+    }
+    if (q->range)
+        curl_easy_setopt(e, CURLOPT_RANGE, q->range);
+    if (q->tls_no_verify) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    return 0;
+}
+
+/* Starts the hop of q->url on its transport. <0: it did not start (q->fail says why).
+ * The header list: the caller's lines, plus Authorization while the URL keeps the
+ * first URL's origin. */
+static int req_start_hop(hero_http_req_t *q)
+{
+    q->status = 0;
+    q->content_length = 0;
+    http_req_begin_response(q);
+    if (http_plain_wanted(q->h, q->url))
+        return http_plain_start(q);
+    if (curl_multi_ready(q->h) < 0 || req_curl_easy(q) < 0) {
+        http_req_set_fail(q, hero_xstrdup("cannot start libcurl"));
+        return -1;
+    }
     curl_slist_free_all(q->slist);
     q->slist = NULL;
     for (size_t i = 0; i < q->n_headers; i++)
         q->slist = curl_slist_append(q->slist, q->headers[i]);
     if (q->auth && !q->auth_dropped)
         q->slist = curl_slist_append(q->slist, q->auth);
-}
-
-static int req_add(hero_http_req_t *q)
-{
     curl_easy_setopt(q->easy, CURLOPT_URL, q->url);
     curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->slist);
     if (q->deadline_ns) {
@@ -351,8 +452,20 @@ static int req_add(hero_http_req_t *q)
         curl_easy_setopt(q->easy, CURLOPT_TIMEOUT_MS, left);
     }
     q->errbuf[0] = 0;
-    req_reset_response(q);
-    return curl_multi_add_handle(q->h->multi, q->easy) == CURLM_OK ? 0 : -1;
+    if (curl_multi_add_handle(q->h->multi, q->easy) != CURLM_OK) {
+        http_req_set_fail(q, hero_xstrdup("cannot start a curl transfer"));
+        return -1;
+    }
+    return 0;
+}
+
+/* Stops the current hop without completing q. */
+static void req_stop_hop(hero_http_req_t *q)
+{
+    if (q->pc)
+        http_plain_abort(q);
+    else if (q->easy && q->h->multi)
+        curl_multi_remove_handle(q->h->multi, q->easy);
 }
 
 static void req_unlink(hero_http_req_t *q)
@@ -370,18 +483,21 @@ static void req_unlink(hero_http_req_t *q)
 
 static void req_free(hero_http_req_t *q)
 {
+    /* (no call into curl unless it carried a hop: any call would load it) */
     if (q->easy)
         curl_easy_cleanup(q->easy);
-    curl_slist_free_all(q->slist);
+    if (q->slist)
+        curl_slist_free_all(q->slist);
     for (size_t i = 0; i < q->n_headers; i++)
         free(q->headers[i]);
     free(q->headers);
-    req_reset_response(q);
+    http_req_begin_response(q);
     free(q->hdrs);
     free(q->auth);
     free(q->origin);
     free(q->url);
     free(q->range);
+    free(q->post_body);
     free(q->body);
     free(q->fail);
     free(q);
@@ -391,12 +507,8 @@ static void req_finish(hero_http_req_t *q, CURLcode code)
 {
     hero_http_resp_t r;
     partial_resp(q, &r);
-    long status = 0;
-    curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_off_t clen = -1;
-    curl_easy_getinfo(q->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
-    r.status = status;
-    r.content_length = clen > 0 ? (uint64_t)clen : 0;
+    r.status = q->status;
+    r.content_length = q->content_length;
     r.curl_code = q->fail && code == CURLE_OK ? CURLE_WRITE_ERROR : (int)code;
     if (q->fail)
         r.error = q->fail;
@@ -423,16 +535,16 @@ static bool is_redirect(long status)
 static int req_redirect(hero_http_req_t *q, const char *target)
 {
     if (q->redirects >= q->max_redirects) {
-        req_set_fail(q, hero_xasprintf("more than %u redirects", q->max_redirects));
+        http_req_set_fail(q, hero_xasprintf("more than %u redirects", q->max_redirects));
         return -1;
     }
     if (!url_is_http(target)) {
-        req_set_fail(q, hero_xasprintf("redirect to a URL that is not http(s): %s", target));
+        http_req_set_fail(q, hero_xasprintf("redirect to a URL that is not http(s): %s", target));
         return -1;
     }
     char *origin = url_origin(target);
     if (!origin) {
-        req_set_fail(q, hero_xasprintf("redirect to a bad URL: %s", target));
+        http_req_set_fail(q, hero_xasprintf("redirect to a bad URL: %s", target));
         return -1;
     }
     /* once the chain has left the origin, credentials never come back on it */
@@ -442,17 +554,22 @@ static int req_redirect(hero_http_req_t *q, const char *target)
     q->redirects++;
     free(q->url);
     q->url = hero_xstrdup(target);
-    req_build_headers(q);
-    if (req_add(q) < 0) {
-        req_set_fail(q, hero_xstrdup("cannot start the redirected request"));
-        return -1;
+    return req_start_hop(q);
+}
+
+void http_req_hop_end(hero_http_req_t *q, CURLcode code, const char *location)
+{
+    if (code == CURLE_OK && !q->fail && is_redirect(q->status) && location) {
+        char *t = hero_xstrdup(location); /* the transport's copy may die with the hop */
+        int r = req_redirect(q, t);
+        free(t);
+        if (r == 0)
+            return;
     }
-    return 0;
+    req_finish(q, code);
 }
 
 /* ---- the multi handle on the loop ---- */
-
-static void http_teardown(hero_http_t *h);
 
 /* Collects finished transfers. User callbacks run only from here. */
 static void dispatch(hero_http_t *h)
@@ -468,27 +585,21 @@ static void dispatch(hero_http_t *h)
         hero_http_req_t *q = NULL;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&q);
         curl_multi_remove_handle(h->multi, e);
-        long status = 0;
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        if (code == CURLE_OK && !q->fail && is_redirect(status)) {
-            char *target = NULL;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &q->status);
+        curl_off_t clen = -1;
+        curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+        q->content_length = clen > 0 ? (uint64_t)clen : 0;
+        char *target = NULL;
+        if (is_redirect(q->status))
             curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &target);
-            if (target) {
-                char *t = hero_xstrdup(target); /* curl's copy dies with the next hop */
-                int r = req_redirect(q, t);
-                free(t);
-                if (r == 0)
-                    continue;
-            }
-        }
-        req_finish(q, code);
+        http_req_hop_end(q, code, target);
     }
     h->dispatching--;
     if (h->closing && !h->dispatching && !h->torn_down)
         http_teardown(h);
 }
 
-static void on_handle_closed(hero_http_t *h)
+void http_handle_closed(hero_http_t *h)
 {
     if (--h->open_handles == 0 && h->closing)
         free(h);
@@ -499,7 +610,7 @@ static void on_sock_closed(uv_handle_t *hd)
     http_sock_t *k = hd->data;
     hero_http_t *h = k->h;
     free(k);
-    on_handle_closed(h);
+    http_handle_closed(h);
 }
 
 static void sock_close(http_sock_t *k)
@@ -585,11 +696,14 @@ static void on_timeout(uv_timer_t *t)
 /* The loop has gone round (the idle phase comes before the poll, and an active idle
  * handle makes that poll not wait): the transfers paused for their budget go on.
  * curl hands the chunk it kept to on_write at once, and asks for its timer to read
- * on. */
+ * on; a plain connection starts reading again. */
 static void on_resume(uv_idle_t *i)
 {
     hero_http_t *h = i->data;
     uv_idle_stop(i);
+    http_plain_resume(h);
+    if (!h->multi)
+        return;
     h->turn++;
     h->dispatching++; /* (a request may finish under us: freed only by dispatch) */
     /* the paused ones, each resumed once; from the head each time, as what runs inside
@@ -612,14 +726,20 @@ static void on_resume(uv_idle_t *i)
             /* (the kept chunk was refused: a write that failed, a body too big...)
              * curl leaves a transfer whose resume failed with no socket to watch and
              * no timer: it would never end, so it ends here */
-            req_set_fail(q, hero_xasprintf("cannot resume the transfer: %s",
-                                           curl_easy_strerror(c)));
+            http_req_set_fail(q, hero_xasprintf("cannot resume the transfer: %s",
+                                                curl_easy_strerror(c)));
             curl_multi_remove_handle(h->multi, q->easy);
+            curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &q->status);
             req_finish(q, c);
         }
     }
     h->dispatching--;
     dispatch(h);
+}
+
+void http_resume_later(hero_http_t *h)
+{
+    uv_idle_start(&h->resume, on_resume);
 }
 
 /* curl asks to be woken after ms (0: as soon as possible), or -1: never. Starting a
@@ -639,32 +759,26 @@ static int on_curl_timer(CURLM *m, long ms, void *userp)
 
 int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err)
 {
-    *out = NULL;
-    if (!curl_ready(err))
-        return -1;
+    (void)err; /* (nothing can fail here since curl starts at its first hop) */
     hero_http_t *h = hero_xcalloc(1, sizeof(*h));
     h->loop = loop;
-    h->multi = curl_multi_init();
-    if (!h->multi) {
-        free(h);
-        return hero_error_set(err, 0, "cannot create a curl multi handle");
-    }
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     uv_idle_init(loop, &h->resume);
     h->resume.data = h;
     h->open_handles = 2;
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     *out = h;
     return 0;
 }
 
+void hero_http_curl_only(hero_http_t *h, bool on)
+{
+    h->curl_only = on;
+}
+
 static void on_own_handle_closed(uv_handle_t *hd)
 {
-    on_handle_closed(hd->data);
+    http_handle_closed(hd->data);
 }
 
 static void http_teardown(hero_http_t *h)
@@ -672,17 +786,20 @@ static void http_teardown(hero_http_t *h)
     h->torn_down = true;
     while (h->reqs) {
         hero_http_req_t *q = h->reqs;
-        curl_multi_remove_handle(h->multi, q->easy);
+        req_stop_hop(q);
         req_unlink(q);
         req_free(q);
     }
-    /* from here on curl must not call back: we close every poll ourselves */
-    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
-    while (h->socks)
-        sock_close(h->socks);
-    curl_multi_cleanup(h->multi);
-    h->multi = NULL;
+    http_plain_close_all(h);
+    if (h->multi) {
+        /* from here on curl must not call back: we close every poll ourselves */
+        curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+        curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, NULL);
+        while (h->socks)
+            sock_close(h->socks);
+        curl_multi_cleanup(h->multi);
+        h->multi = NULL;
+    }
     uv_timer_stop(&h->timer);
     uv_close((uv_handle_t *)&h->timer, on_own_handle_closed);
     uv_idle_stop(&h->resume);
@@ -729,6 +846,17 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
     q->origin = origin;
     q->url = hero_xstrdup(o->url);
     q->head = head;
+    q->post = post;
+    if (post) {
+        q->post_body = hero_xmalloc(o->body_len + 1);
+        if (o->body_len)
+            memcpy(q->post_body, o->body, o->body_len);
+        q->post_body[o->body_len] = 0;
+        q->post_len = o->body_len;
+    }
+    q->tls_no_verify = o->tls_no_verify;
+    q->connect_ms = o->connect_timeout_ms ? o->connect_timeout_ms : HTTP_DEFAULT_CONNECT_MS;
+    q->stall_ms = o->stall_timeout_ms ? o->stall_timeout_ms : HTTP_DEFAULT_STALL_MS;
     q->fd = o->fd;
     q->max_body = o->max_body ? o->max_body : HTTP_DEFAULT_MAX_BODY;
     q->max_redirects = o->max_redirects ? o->max_redirects : HTTP_DEFAULT_REDIRECTS;
@@ -746,55 +874,17 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
     if (o->range_from)
         q->range = hero_xasprintf("%" PRIu64 "-", o->range_from);
 
-    CURL *e = q->easy = curl_easy_init();
-    if (!e) {
-        req_free(q);
-        return hero_error_set(err, 0, "cannot create a curl handle");
-    }
-    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* redirects are ours: see http.h */
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "hero/" HERO_VERSION);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-    if (q->fd != 0)
-        /* a body for a file: fewer, larger chunks (curl's default is 16 KiB) */
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)HTTP_FILE_BUFFER);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(o->connect_timeout_ms ? o->connect_timeout_ms
-                                                  : HTTP_DEFAULT_CONNECT_MS));
-    unsigned stall = o->stall_timeout_ms ? o->stall_timeout_ms : HTTP_DEFAULT_STALL_MS;
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((stall + 999) / 1000));
-    if (head)
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    if (post) {
-        /* curl keeps its own copy of the body */
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "");
-    }
-    if (q->range)
-        curl_easy_setopt(e, CURLOPT_RANGE, q->range);
-    if (o->tls_no_verify) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    req_build_headers(q);
-
     q->next = h->reqs;
     if (h->reqs)
         h->reqs->prev = q;
     h->reqs = q;
     h->active++;
-    if (req_add(q) < 0) {
+    if (req_start_hop(q) < 0) {
+        hero_error_set(err, 0, "cannot start an HTTP request to %s: %s", o->url,
+                       q->fail ? q->fail : "?");
         req_unlink(q);
         req_free(q);
-        return hero_error_set(err, 0, "cannot start an HTTP request");
+        return -1;
     }
     if (out)
         *out = q;
@@ -805,8 +895,7 @@ void hero_http_cancel(hero_http_req_t *q)
 {
     if (!q || q->finished)
         return;
-    hero_http_t *h = q->h;
-    curl_multi_remove_handle(h->multi, q->easy);
+    req_stop_hop(q);
     req_unlink(q);
     req_free(q);
 }

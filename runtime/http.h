@@ -1,7 +1,10 @@
-/* The HTTP primitive: libcurl's multi interface driven by the libuv loop. One
- * hero_http_t per loop owns a curl multi handle, one uv_timer (CURLMOPT_TIMERFUNCTION)
- * and one uv_poll per socket (CURLMOPT_SOCKETFUNCTION); nothing blocks the loop
- * (no curl_easy_perform), apart from pwrite(2) of received bytes into a local file.
+/* The HTTP primitive, on the libuv loop. A plain http:// request (no proxy variable
+ * set) goes over hero's own HTTP/1.1 client on uv_tcp_t, with keep-alive
+ * connections; anything else (https, proxies) over libcurl's multi interface, which
+ * is loaded at its first use: one uv_timer (CURLMOPT_TIMERFUNCTION) and one uv_poll
+ * per socket (CURLMOPT_SOCKETFUNCTION). Nothing blocks the loop (no
+ * curl_easy_perform), apart from pwrite(2) of received bytes into a local file.
+ * Whichever carried it, a request is reported the same way, with a CURLcode.
  *
  * A request is a GET, a HEAD or a small POST (an API call) with extra headers. Its
  * body goes to memory (bounded), to a file descriptor (pwrite at the offset the bytes
@@ -91,7 +94,8 @@ typedef struct hero_http_opts {
     hero_http_data_cb on_data;       /* NULL: none */
 } hero_http_opts_t;
 
-/* Creates the client on `loop`. Returns <0 with err set when curl cannot start. */
+/* Creates the client on `loop` (curl is not loaded yet: a request that needs it and
+ * cannot have it fails). Returns 0. */
 int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err);
 
 /* Cancels every request still running (their callbacks are not called) and closes the
@@ -112,6 +116,12 @@ void hero_http_cancel(hero_http_req_t *req);
 
 /* The value of a header of the final response (case-insensitive name), or NULL. */
 const char *hero_http_header(const hero_http_resp_t *resp, const char *name);
+
+/* Whether a request to `url` would load libcurl (https, a proxy variable set). */
+bool hero_http_url_uses_curl(const char *url);
+
+/* Tests: send plain http:// through curl too, to run both transports on one server. */
+void hero_http_curl_only(hero_http_t *h, bool on);
 
 /* Requests running now (for tests and progress lines). */
 size_t hero_http_active(const hero_http_t *h);

@@ -188,7 +188,6 @@ LAZY(C, CURL *, curl_easy_init, (void), ())
 LAZY_VOID(C, curl_easy_cleanup, (CURL *curl), (curl))
 LAZY(C, CURLcode, curl_easy_pause, (CURL *curl, int bitmask), (curl, bitmask))
 LAZY(C, const char *, curl_easy_strerror, (CURLcode code), (code))
-LAZY_VOID(C, curl_free, (void *p), (p))
 LAZY(C, struct curl_slist *, curl_slist_append, (struct curl_slist *list, const char *data),
      (list, data))
 LAZY_VOID(C, curl_slist_free_all, (struct curl_slist *list), (list))
@@ -200,12 +199,6 @@ LAZY(C, CURLMcode, curl_multi_assign, (CURLM *m, curl_socket_t s, void *p), (m, 
 LAZY(C, CURLMsg *, curl_multi_info_read, (CURLM *m, int *left), (m, left))
 LAZY(C, CURLMcode, curl_multi_socket_action, (CURLM *m, curl_socket_t s, int ev, int *running),
      (m, s, ev, running))
-LAZY(C, CURLU *, curl_url, (void), ())
-LAZY_VOID(C, curl_url_cleanup, (CURLU *u), (u))
-LAZY(C, CURLUcode, curl_url_get, (CURLU *u, CURLUPart what, char **part, unsigned int flags),
-     (u, what, part, flags))
-LAZY(C, CURLUcode, curl_url_set, (CURLU *u, CURLUPart what, const char *part, unsigned int flags),
-     (u, what, part, flags))
 
 /* The variadic ones take exactly one more argument, whose type the option's number
  * says (curl's own rule, CURLOPTTYPE_*, for easy and multi options alike). */

@@ -36,6 +36,7 @@
 #include "registry.h"
 #include "runtime/config.h"
 #include "runtime/fs.h"
+#include "runtime/http.h"
 #include "runtime/lazylib.h"
 #include "runtime/progress.h"
 
@@ -865,16 +866,22 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
         }
         hero_image_rec_free(&rec);
     }
-    /* libcurl opens now (here, or on the preload thread if that is first), and then
-     * libarchive there, for the layers, while the manifest and config come; not for a
-     * stored image that is only checked for a newer one */
-    hero_lazylib_preload(HERO_LAZY_CURL | (p->known ? 0 : HERO_LAZY_ARCHIVE));
     hero_registry_t *r;
     if (client_get(p->loop, &r, &e) < 0) {
         pull_end(p, &e);
         hero_error_clear(&e);
         return;
     }
+    /* libarchive opens now on the preload thread, for the layers, while the manifest
+     * and config come (not for a stored image that is only checked for a newer one);
+     * and libcurl before it, when the registry is not plain http (https: the first
+     * request needs it at once) */
+    char *murl = hero_registry_manifest_url(r, &p->ref);
+    unsigned libs = p->known ? 0 : HERO_LAZY_ARCHIVE;
+    if (!murl || hero_http_url_uses_curl(murl))
+        libs |= HERO_LAZY_CURL;
+    free(murl);
+    hero_lazylib_preload(libs);
     hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
                                        .manifest = manifest_known};
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);

@@ -819,7 +819,7 @@ static void test_cdn_refuses_auth(const fixture_t *f)
     free(url);
 }
 
-static void test_http_layer(const fixture_t *f);
+static void test_http_layer(const fixture_t *f, bool curl);
 
 static hero_registry_t *client(const hero_registry_config_t *cfg)
 {
@@ -955,7 +955,8 @@ static void test_double_redirect(void)
     resolved_free(&r);
     close_client(reg);
     free(ref);
-    test_http_layer(&f);
+    test_http_layer(&f, false);
+    test_http_layer(&f, true);
     fixture_stop(&f);
 }
 
@@ -1194,23 +1195,34 @@ static void http_got_free(http_got_t *g)
     free(g->digest_header);
 }
 
-static void test_http_layer(const fixture_t *f)
+/* A check of test_http_layer, named after the transport it ran on. */
+static const char *http_tr;
+#define HT(cond, what)                                                                    \
+    do {                                                                                  \
+        char ht_[256];                                                                    \
+        snprintf(ht_, sizeof(ht_), "http (%s): %s", http_tr, (what));                     \
+        TAP_OK(cond, ht_);                                                                \
+    } while (0)
+
+static void test_http_layer(const fixture_t *f, bool curl)
 {
+    http_tr = curl ? "curl" : "plain";
     hero_http_t *h;
     hero_error_t e = HERO_ERROR_INIT;
-    TAP_OK(hero_http_new(&loop, &h, &e) == 0, "http: a client");
+    HT(hero_http_new(&loop, &h, &e) == 0, "a client");
+    hero_http_curl_only(h, curl);
     char *stats = hero_xasprintf("http://%s/_stats", f->host);
     http_got_t g = http_get(h, &(hero_http_opts_t){.url = stats, .max_body = 10});
-    TAP_OK(g.status == 200 && g.error && strstr(g.error, "larger than 10 bytes"),
-           "http: a body over max_body fails the request");
+    HT(g.status == 200 && g.error && strstr(g.error, "larger than 10 bytes"),
+           "a body over max_body fails the request");
     http_got_free(&g);
 
     char *man = hero_xasprintf("http://%s/v2/test/img/manifests/latest", f->host);
     g = http_get(h, &(hero_http_opts_t){.url = man, .method = "HEAD",
                                          .authorization = "Basic aGVybzpzZWNyZXQ="});
-    TAP_OK(g.status == 200 && !g.error && g.body_len == 0 && g.digest_header &&
+    HT(g.status == 200 && !g.error && g.body_len == 0 && g.digest_header &&
                !strcmp(g.digest_header, L.manifest),
-           "http: HEAD, headers looked up case-insensitively");
+           "HEAD, headers looked up case-insensitively");
     http_got_free(&g);
 
     /* Range into a file, through the redirect: Authorization stays home */
@@ -1225,11 +1237,11 @@ static void test_http_layer(const fixture_t *f)
     char *src = hero_xasprintf("%s/blobs/sha256/%s", L.dir, L.big + 7);
     size_t sn = 0;
     char *want = read_all(src, &sn);
-    TAP_OK(g.status == 206 && !g.error && g.body_offset == 1000 && g.body_bytes == sn - 1000 &&
+    HT(g.status == 206 && !g.error && g.body_offset == 1000 && g.body_bytes == sn - 1000 &&
                n == sn && got && want && !memcmp(got + 1000, want + 1000, sn - 1000),
-           "http: a Range answer lands at its offset in the file");
-    TAP_OK(g.redirects == 1 && g.auth_dropped,
-           "http: the redirect to another port was followed without Authorization");
+           "a Range answer lands at its offset in the file");
+    HT(g.redirects == 1 && g.auth_dropped,
+           "the redirect to another port was followed without Authorization");
     http_got_free(&g);
     free(got);
     free(want);
@@ -1238,13 +1250,13 @@ static void test_http_layer(const fixture_t *f)
     /* fd < 0: the body goes to the observer only */
     g = http_get(h, &(hero_http_opts_t){.url = blob, .fd = -1, .on_data = on_http_data,
                                          .authorization = "Basic aGVybzpzZWNyZXQ="});
-    TAP_OK(g.status == 200 && !g.error && g.body_len == 0 && g.body_bytes == sn &&
+    HT(g.status == 200 && !g.error && g.body_len == 0 && g.body_bytes == sn &&
                g.observed == sn,
-           "http: fd < 0 gives the body to the observer only");
+           "fd < 0 gives the body to the observer only");
     http_got_free(&g);
     g = http_get(h, &(hero_http_opts_t){.url = blob, .fd = -1});
-    TAP_OK(g.error && strstr(g.error, "no place for its body"),
-           "http: fd < 0 without an observer is refused");
+    HT(g.error && strstr(g.error, "no place for its body"),
+           "fd < 0 without an observer is refused");
     http_got_free(&g);
 
     /* A body that is always ready (zeros as fast as the double can send them, read
@@ -1264,11 +1276,11 @@ static void test_http_layer(const fixture_t *f)
     run_until(&big.calls, 1);
     printf("# fairness: the small answer came with %llu of %d bytes of the big one in\n",
            (unsigned long long)big_then, FAIR_BIG);
-    TAP_OK(small.status == 200 && !small.error && big.status == 200 && !big.error &&
+    HT(small.status == 200 && !small.error && big.status == 200 && !big.error &&
                big.observed == FAIR_BIG,
-           "http: a big body and a small one, at once, both arrive whole");
-    TAP_OK(big_then < FAIR_BIG / 2,
-           "http: the small answer does not wait for the big body (at most 1 MB per transfer "
+           "a big body and a small one, at once, both arrive whole");
+    HT(big_then < FAIR_BIG / 2,
+           "the small answer does not wait for the big body (at most 1 MB per transfer "
            "per turn of the loop)");
     http_got_free(&big);
     http_got_free(&small);
@@ -1284,10 +1296,10 @@ static void test_http_layer(const fixture_t *f)
         uint64_t t0 = uv_hrtime();
         bool ended = run_until(&big.calls, 1);
         double ms = (double)(uv_hrtime() - t0) / 1e6;
-        TAP_OK(ended && big.calls == 1 && big.error &&
+        HT(ended && big.calls == 1 && big.error &&
                    strstr(big.error, "aborted by the data callback") &&
                    big.observed < 2 * 1024 * 1024 && hero_http_active(h) == 0 && ms < 150,
-               "http: a data callback that fails as a paused transfer resumes ends it");
+               "a data callback that fails as a paused transfer resumes ends it");
         printf("# ended %d after %.1f ms, %llu bytes seen\n", ended, ms,
                (unsigned long long)big.observed);
         http_got_free(&big);
@@ -1299,14 +1311,14 @@ static void test_http_layer(const fixture_t *f)
     http_got_t c = {0};
     hero_http_start(h, &(hero_http_opts_t){.url = man}, on_http, &c, &q, NULL);
     hero_http_cancel(q);
-    TAP_OK(hero_http_active(h) == 0, "http: cancel stops the request");
-    TAP_OK(hero_http_start(h, &(hero_http_opts_t){.url = "ftp://x/"}, on_http, &c, NULL, &e) < 0 &&
+    HT(hero_http_active(h) == 0, "cancel stops the request");
+    HT(hero_http_start(h, &(hero_http_opts_t){.url = "ftp://x/"}, on_http, &c, NULL, &e) < 0 &&
                e.msg && strstr(e.msg, "not an http(s) URL"),
-           "http: only http and https");
+           "only http and https");
     hero_error_clear(&e);
     hero_http_close(h);
     uv_run(&loop, UV_RUN_DEFAULT);
-    TAP_OK(c.calls == 0, "http: no callback for the cancelled request");
+    HT(c.calls == 0, "no callback for the cancelled request");
     free(stats);
     free(man);
     free(blob);
