@@ -3,7 +3,7 @@
 #   make deps       install every Debian package the build and the tests need
 #   make check      run every test; ends with "N passed, M failed"
 #   make demo       run the offline example playbook
-#   make fuzz       run the libFuzzer target for FUZZ_SECONDS
+#   make fuzz       run the libFuzzer targets (HeroScript front end, HTTP client) for FUZZ_SECONDS each
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # Generated files policy: the lexer (re2c) and the parser (lemon) are generated at
@@ -118,11 +118,15 @@ unit: $(UNIT_BINS) $(FIXTURE_BINS)
 $(BUILD)/fuzz_parse: $(LIB_SRCS) $(GEN_SRCS) tests/fuzz/fuzz_parse.c tests/fuzz/build.sh
 	tests/fuzz/build.sh $@
 
-check: deps all unit $(BUILD)/fuzz_parse cgroup-fix
+$(BUILD)/fuzz_http: $(LIB_SRCS) $(GEN_SRCS) tests/fuzz/fuzz_http.c tests/fuzz/build.sh
+	tests/fuzz/build.sh $@
+
+check: deps all unit $(BUILD)/fuzz_parse $(BUILD)/fuzz_http cgroup-fix
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$${FUZZ_SEED:-20261122} tests/run $(BUILD)
 
-fuzz: $(BUILD)/fuzz_parse
+fuzz: $(BUILD)/fuzz_parse $(BUILD)/fuzz_http
 	tests/fuzz/run $(BUILD)/fuzz_parse $(FUZZ_SECONDS)
+	tests/in-netns tests/fuzz/run $(BUILD)/fuzz_http $(FUZZ_SECONDS)
 
 demo: deps all cgroup-fix
 	$(BUILD)/hero run examples/hello.heroscript
