@@ -258,6 +258,91 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- the answer ---- */
 
+/* RFC 3986 5.2.4: the path without its "." and ".." segments (a new string). */
+static char *remove_dots(const char *in, size_t n)
+{
+    char *out = hero_xmalloc(n + 2);
+    size_t o = 0;
+    const char *p = in, *end = in + n;
+    while (p < end) {
+        size_t left = (size_t)(end - p);
+        if (left >= 3 && !strncmp(p, "../", 3))
+            p += 3;
+        else if (left >= 2 && !strncmp(p, "./", 2))
+            p += 2;
+        else if (left >= 3 && !strncmp(p, "/./", 3))
+            p += 2;
+        else if (left == 2 && !strncmp(p, "/.", 2)) {
+            out[o++] = '/';
+            p += 2;
+        } else if ((left >= 4 && !strncmp(p, "/../", 4)) || (left == 3 && !strncmp(p, "/..", 3))) {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--; /* the segment before, and its slash */
+            if (left == 3) {
+                out[o++] = '/';
+                p += 3;
+            } else
+                p += 3; /* (the "/" of "/../" starts the next segment) */
+        } else if ((left == 1 && *p == '.') || (left == 2 && !strncmp(p, "..", 2)))
+            p = end;
+        else {
+            size_t seg = 1;
+            while (p + seg < end && p[seg] != '/')
+                seg++;
+            memcpy(out + o, p, seg);
+            o += seg;
+            p += seg;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* A redirect's Location, resolved against the URL asked for (`base`, http://): an
+ * absolute URL, //host/path, /path or a relative path; dot segments removed from the
+ * path, as curl does. */
+static char *resolve_location(const char *base, const char *loc)
+{
+    char *merged;
+    if (!strncasecmp(loc, "http://", 7) || !strncasecmp(loc, "https://", 8))
+        merged = hero_xstrdup(loc);
+    else if (loc[0] == '/' && loc[1] == '/')
+        merged = hero_xasprintf("http:%s", loc);
+    else {
+        const char *a = base + 7;
+        size_t alen = strcspn(a, "/?#");
+        int origin = (int)(a - base + alen);
+        if (loc[0] == '/')
+            merged = hero_xasprintf("%.*s%s", origin, base, loc);
+        else {
+            size_t plen = strcspn(a + alen, "?#");
+            const char *slash = NULL;
+            for (const char *p = a + alen; p < a + alen + plen; p++)
+                if (*p == '/')
+                    slash = p;
+            if (slash)
+                merged = hero_xasprintf("%.*s%s", (int)(slash + 1 - base), base, loc);
+            else
+                merged = hero_xasprintf("%.*s/%s", origin, base, loc);
+        }
+    }
+    /* the path: after the authority, up to a query or fragment */
+    const char *sep = strstr(merged, "://");
+    if (!sep)
+        return merged;
+    const char *path = sep + 3 + strcspn(sep + 3, "/?#");
+    size_t plen = strcspn(path, "?#");
+    if (plen == 0 || path[0] != '/')
+        return merged;
+    char *clean = remove_dots(path, plen);
+    char *out = hero_xasprintf("%.*s%s%s", (int)(path - merged), merged, clean, path + plen);
+    free(clean);
+    free(merged);
+    return out;
+}
+
 /* The answer is complete: the request is told, and the connection waits for the next
  * one, or closes. `extra`: bytes came after the answer (then it is not reused). */
 static void conn_done(plain_conn_t *c, bool extra)
@@ -276,31 +361,8 @@ static void conn_done(plain_conn_t *c, bool extra)
     const char *loc = hero_http_header(&(hero_http_resp_t){.headers = q->hdrs,
                                                              .n_headers = q->n_hdrs},
                                        "Location");
-    char *target = NULL;
-    if (loc && q->status >= 300 && q->status < 400) {
-        /* resolved against the URL asked for: absolute, //host, /path or relative */
-        if (!strncasecmp(loc, "http://", 7) || !strncasecmp(loc, "https://", 8))
-            target = hero_xstrdup(loc);
-        else if (loc[0] == '/' && loc[1] == '/')
-            target = hero_xasprintf("http:%s", loc);
-        else {
-            const char *a = q->url + 7;
-            size_t alen = strcspn(a, "/?#");
-            if (loc[0] == '/')
-                target = hero_xasprintf("%.*s%s", (int)(a - q->url + alen), q->url, loc);
-            else {
-                size_t plen = strcspn(a + alen, "?#");
-                const char *slash = NULL;
-                for (const char *p = a + alen; p < a + alen + plen; p++)
-                    if (*p == '/')
-                        slash = p;
-                if (slash)
-                    target = hero_xasprintf("%.*s%s", (int)(slash + 1 - q->url), q->url, loc);
-                else
-                    target = hero_xasprintf("%.*s/%s", (int)(a - q->url + alen), q->url, loc);
-            }
-        }
-    }
+    char *target = loc && q->status >= 300 && q->status < 400 ? resolve_location(q->url, loc)
+                                                                : NULL;
     http_req_hop_end(q, CURLE_OK, target);
     free(target);
 }
@@ -680,6 +742,10 @@ static void on_written(uv_write_t *w, int status)
     if (status == UV_ECANCELED || c->closing || !c->q)
         return;
     if (status < 0) {
+        /* a server may answer (401, 413...) and close before it read all of the
+         * request: the answer under way decides, from the read side */
+        if (c->answered)
+            return;
         /* (a reused connection the server had closed: EPIPE, ECONNRESET) */
         if (conn_retry_fresh(c))
             return;
@@ -702,16 +768,21 @@ static void conn_send(plain_conn_t *c)
                         hero_xasprintf("cannot parse the URL %s", q->url));
         return;
     }
-    bool accept = false;
+    /* curl's defaults, unless the caller gave its own */
+    bool accept = false, ctype = false;
     size_t extra = 0;
     for (size_t i = 0; i < q->n_headers; i++) {
         extra += strlen(q->headers[i]) + 2;
         if (!strncasecmp(q->headers[i], "Accept:", 7))
             accept = true;
+        if (!strncasecmp(q->headers[i], "Content-Type:", 13))
+            ctype = true;
     }
     char *range = q->range ? hero_xasprintf("Range: bytes=%s\r\n", q->range) : NULL;
-    char *clen = q->post ? hero_xasprintf("Content-Type: application/x-www-form-urlencoded\r\n"
-                                          "Content-Length: %zu\r\n",
+    char *clen = q->post ? hero_xasprintf("%sContent-Length: %zu\r\n",
+                                          ctype ? ""
+                                                : "Content-Type: "
+                                                  "application/x-www-form-urlencoded\r\n",
                                           q->post_len)
                          : NULL;
     char *head = hero_xasprintf("%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hero/" HERO_VERSION
