@@ -233,8 +233,8 @@ static bool append_body(hero_http_req_t *q, const char *p, size_t len, size_t ca
 /* "bytes A-B/T" -> A */
 static int parse_content_range(const char *v, uint64_t *start)
 {
-    if (!v || strncasecmp(v, "bytes ", 6))
-        return -1;
+    if (!v || strncasecmp(v, "bytes ", 6) || v[6] < '0' || v[6] > '9')
+        return -1; /* (strtoull would take "-5" and wrap it) */
     char *end;
     errno = 0;
     unsigned long long a = strtoull(v + 6, &end, 10);

@@ -94,8 +94,8 @@ typedef struct hero_http_opts {
     hero_http_data_cb on_data;       /* NULL: none */
 } hero_http_opts_t;
 
-/* Creates the client on `loop` (curl is not loaded yet: a request that needs it and
- * cannot have it fails). Returns 0. */
+/* Creates the client on `loop`; curl is not loaded yet (the first request that needs
+ * it loads it: see runtime/lazylib.c for what happens when it is missing). Returns 0. */
 int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err);
 
 /* Cancels every request still running (their callbacks are not called) and closes the
@@ -104,8 +104,9 @@ int hero_http_new(uv_loop_t *loop, hero_http_t **out, hero_error_t *err);
 void hero_http_close(hero_http_t *h);
 
 /* Starts a request; the callback reports the outcome, including HTTP errors (any
- * status is a "completed" request: check resp->status). Returns <0 with err set only
- * for bad options (no URL, unknown method); then the callback is never called.
+ * status is a "completed" request: check resp->status). Returns <0 with err set for
+ * bad options (no URL, unknown method) or when curl cannot start a transfer; then
+ * the callback is never called.
  * `out` (may be NULL) receives the request for hero_http_cancel. */
 int hero_http_start(hero_http_t *h, const hero_http_opts_t *opts, hero_http_done_cb cb,
                     void *data, hero_http_req_t **out, hero_error_t *err);

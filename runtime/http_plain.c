@@ -212,9 +212,8 @@ static void conn_arm(plain_conn_t *c)
     if (!q || c->late_code)
         return;
     uint64_t now = uv_now(c->h->loop);
-    uint64_t at = c->last_ms + q->stall_ms;
-    if (!c->connected && c->connect_by_ms && c->connect_by_ms < at)
-        at = c->connect_by_ms;
+    /* connecting (the lookup included): the connect timeout; then the stall one */
+    uint64_t at = c->connected ? c->last_ms + q->stall_ms : c->connect_by_ms;
     if (q->deadline_ns) {
         uint64_t hr = uv_hrtime();
         uint64_t left = q->deadline_ns > hr ? (q->deadline_ns - hr + 999999) / 1000000 : 0;
@@ -248,7 +247,7 @@ static void on_timer(uv_timer_t *t)
                   hero_xasprintf("%s: the request took longer than it may", q->url));
         return;
     }
-    if (now >= c->last_ms + q->stall_ms) {
+    if (c->connected && now >= c->last_ms + q->stall_ms) {
         conn_fail(c, CURLE_OPERATION_TIMEDOUT,
                   hero_xasprintf("%s: nothing received for %u ms", q->url, q->stall_ms));
         return;
@@ -303,10 +302,24 @@ static char *remove_dots(const char *in, size_t n)
 /* A redirect's Location, resolved against the URL asked for (`base`, http://): an
  * absolute URL, //host/path, /path or a relative path; dot segments removed from the
  * path, as curl does. */
-static char *resolve_location(const char *base, const char *loc)
+static char *resolve_location(const char *base, const char *raw)
 {
+    /* blanks, controls and bytes past ASCII are sent percent-encoded, as curl does */
+    size_t n = strlen(raw);
+    char *loc = hero_xmalloc(3 * n + 1), *e = loc;
+    for (const unsigned char *c = (const unsigned char *)raw; *c; c++)
+        if (*c <= ' ' || *c >= 0x7f)
+            e += sprintf(e, "%%%02X", *c);
+        else
+            *e++ = (char)*c;
+    *e = 0;
     char *merged;
-    if (!strncasecmp(loc, "http://", 7) || !strncasecmp(loc, "https://", 8))
+    size_t whole = strcspn(base, "#"), noquery = strcspn(base, "?#");
+    if (loc[0] == '?')
+        merged = hero_xasprintf("%.*s%s", (int)noquery, base, loc);
+    else if (loc[0] == '#' || loc[0] == 0)
+        merged = hero_xstrndup(base, whole);
+    else if (!strncasecmp(loc, "http://", 7) || !strncasecmp(loc, "https://", 8))
         merged = hero_xstrdup(loc);
     else if (loc[0] == '/' && loc[1] == '/')
         merged = hero_xasprintf("http:%s", loc);
@@ -328,6 +341,7 @@ static char *resolve_location(const char *base, const char *loc)
                 merged = hero_xasprintf("%.*s/%s", origin, base, loc);
         }
     }
+    free(loc);
     /* the path: after the authority, up to a query or fragment */
     const char *sep = strstr(merged, "://");
     if (!sep)
@@ -348,14 +362,20 @@ static char *resolve_location(const char *base, const char *loc)
 static void conn_done(plain_conn_t *c, bool extra)
 {
     hero_http_req_t *q = conn_detach(c);
-    if (c->keep_alive && !extra && !c->h->closing) {
+    /* kept for the next request only when the whole request went out (a server may
+     * answer before it read it all: the write is still queued then) and nothing odd
+     * happened on it */
+    if (c->keep_alive && !extra && !c->h->closing && !c->out && !c->late_code) {
         c->st = PS_IDLE;
         c->reused = false;
         c->answered = false;
         c->paused = false;
-        /* an idle connection keeps reading, to notice the server closing it */
+        /* an idle connection keeps reading, to notice the server closing it, but does
+         * not keep the loop running (a caller may run the loop until its requests end
+         * and only then close the client) */
         if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = true;
+        uv_unref((uv_handle_t *)&c->tcp);
     } else
         conn_close(c);
     const char *loc = hero_http_header(&(hero_http_resp_t){.headers = q->hdrs,
@@ -450,8 +470,14 @@ static int parse_head(plain_conn_t *c, hero_http_req_t *q, char **why)
             }
             have_len = true;
             len = n;
-        } else if (nl == 17 && !strncasecmp(p, "Transfer-Encoding", 17))
+        } else if (nl == 17 && !strncasecmp(p, "Transfer-Encoding", 17)) {
+            if (te) {
+                /* (codings spread over lines: more than "chunked" in any case) */
+                *why = hero_xstrdup("the server's answer has more than one Transfer-Encoding");
+                return -1;
+            }
             te = value;
+        }
         else if (nl == 10 && !strncasecmp(p, "Connection", 10))
             conn = value;
         p = eol + 1;
@@ -769,14 +795,15 @@ static void conn_send(plain_conn_t *c)
         return;
     }
     /* curl's defaults, unless the caller gave its own */
-    bool accept = false, ctype = false;
+    bool accept = false, ctype = false, host = false, agent = false;
     size_t extra = 0;
     for (size_t i = 0; i < q->n_headers; i++) {
-        extra += strlen(q->headers[i]) + 2;
-        if (!strncasecmp(q->headers[i], "Accept:", 7))
-            accept = true;
-        if (!strncasecmp(q->headers[i], "Content-Type:", 13))
-            ctype = true;
+        const char *l = q->headers[i];
+        extra += strlen(l) + 2;
+        accept = accept || !strncasecmp(l, "Accept:", 7);
+        ctype = ctype || !strncasecmp(l, "Content-Type:", 13);
+        host = host || !strncasecmp(l, "Host:", 5);
+        agent = agent || !strncasecmp(l, "User-Agent:", 11);
     }
     char *range = q->range ? hero_xasprintf("Range: bytes=%s\r\n", q->range) : NULL;
     char *clen = q->post ? hero_xasprintf("%sContent-Length: %zu\r\n",
@@ -785,11 +812,14 @@ static void conn_send(plain_conn_t *c)
                                                   "application/x-www-form-urlencoded\r\n",
                                           q->post_len)
                          : NULL;
-    char *head = hero_xasprintf("%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: hero/" HERO_VERSION
-                                "\r\n%s%s%s",
+    char *hosth = host ? NULL : hero_xasprintf("Host: %s\r\n", u.hostport);
+    char *head = hero_xasprintf("%s %s HTTP/1.1\r\n%s%s%s%s%s",
                                 q->head ? "HEAD" : q->post ? "POST" : "GET", u.target,
-                                u.hostport, accept ? "" : "Accept: */*\r\n", range ? range : "",
+                                hosth ? hosth : "",
+                                agent ? "" : "User-Agent: hero/" HERO_VERSION "\r\n",
+                                accept ? "" : "Accept: */*\r\n", range ? range : "",
                                 clen ? clen : "");
+    free(hosth);
     free(range);
     free(clen);
     http_url_free(&u);
@@ -929,6 +959,7 @@ int http_plain_start(hero_http_req_t *q)
         c->q = q;
         q->pc = c;
         c->reused = true;
+        uv_ref((uv_handle_t *)&c->tcp);
         conn_send(c);
         return 0;
     }

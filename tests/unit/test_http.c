@@ -979,6 +979,10 @@ static void test_http_malformed(void)
         {"two different Content-Length",
          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"},
         {"Transfer-Encoding gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxxxx"},
+        /* (taken as "chunked" alone, the gzip bytes would be the body) */
+        {"two Transfer-Encoding lines",
+         "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n"},
     };
     enum { N = sizeof(cases) / sizeof(*cases) };
     srv_step_t steps[N + 1][4];
@@ -1213,6 +1217,10 @@ static void test_http_redirects(bool curl)
         {"/a/c/d/deep", MOVED("302 Found", "../../x/./../b")},
         {"/a/c/abs", MOVED("302 Found", "/a/./c/../b")},
         {"/a/c/top", MOVED("302 Found", "../../../../a/b")},
+        {"/q/x?old", MOVED("302 Found", "?new")},
+        {"/q/x?new", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nquery"},
+        {"/sp", MOVED("302 Found", "/s p")},
+        {"/s%20p", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nspace"},
         {"/chain1", MOVED("301 Moved Permanently", "/chain2")},
         {"/chain2", MOVED("307 Temporary Redirect", "/final")},
         {"/final", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"},
@@ -1236,6 +1244,9 @@ static void test_http_redirects(bool curl)
     redirect_case(h, &a, "/a/c/abs", "/a/b", 1, "relative");
     /* (more ".." than segments stops at the root) */
     redirect_case(h, &a, "/a/c/top", "/a/b", 1, "relative");
+    /* a query alone replaces the query; a blank is sent percent-encoded */
+    redirect_case(h, &a, "/q/x?old", "/q/x?new", 1, "query");
+    redirect_case(h, &a, "/sp", "/s%20p", 1, "space");
     redirect_case(h, &a, "/chain1", "/final", 2, "final");
 
     /* to another port and back: Authorization only on the first hop */
@@ -1552,6 +1563,75 @@ static bool probe_curl(void)
 }
 
 /* Runs a test on the plain transport, then through curl. */
+/* A kept connection does not keep the loop running: a caller may run the loop until
+ * its requests end, and close the client only then (hero pods overlay does). */
+static void test_http_idle_drains(bool curl)
+{
+    srv_t s;
+    srv_init(&s, AF_INET);
+    const srv_step_t c0[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
+    const srv_step_t *sc[] = {c0, NULL};
+    srv_run(&s, sc, NULL);
+    hero_http_t *h = t_client(curl);
+    char url[128];
+    URL(url, s.port, "/idle");
+    t_res_t r = {0};
+    t_get(h, url, &r);
+    TAP_OK(r.status == 200 && !strcmp(r.body, "ok"), W("idle: the answer"));
+    TAP_OK(run_dry(3000), W("idle: the loop ends with the kept connection open"));
+    TAP_OK(t_close(h), W("idle: the client closes"));
+    srv_stop(&s);
+    res_free(&r);
+    srv_free(&s);
+}
+
+/* An answer that comes while the request is still being written (a big POST the
+ * server does not read: it answers 401 at once): the connection is not reused for the
+ * request started from the callback, since its write is still queued. Before, that
+ * request was written on it anyway, over the queued one: memory corruption, a hang. */
+static void test_http_early_answer(void)
+{
+    enum { BIG = 64 * 1024 * 1024 }; /* (over what loopback buffers take: 32 MB + 4 MB here) */
+    srv_t s;
+    srv_init(&s, AF_INET);
+    const srv_step_t c0[] = {
+        S_WRITE("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"), S_SLEEP(4000),
+        S_END};
+    const srv_step_t c1[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
+    const srv_step_t *sc[] = {c0, c1, NULL};
+    srv_run(&s, sc, NULL);
+    hero_http_t *h = t_client(false);
+    char url[128];
+    URL(url, s.port, "/early");
+    char *body = malloc(BIG);
+    memset(body, 'p', BIG);
+    hero_http_opts_t o2 = {.url = url};
+    t_res_t r1 = {0}, r2 = {0};
+    r1.chain_h = h;
+    r1.chain_opts = &o2;
+    r1.chain_res = &r2;
+    t_fetch(h, &(hero_http_opts_t){.url = url, .method = "POST", .body = body, .body_len = BIG},
+            &r1, 5000);
+    run_until(&r2.calls, 1, 5000);
+    TAP_OK(r1.calls == 1 && r1.status == 401, W("early answer: the 401 is reported"));
+    TAP_OK(r2.calls == 1 && r2.status == 200 && !r2.error && !strcmp(r2.body, "ok"),
+           W("early answer: the next request gets its own answer"));
+    /* (not after the first connection's end, 4 s later: written on it, the request had
+     * waited for that, then been retried) */
+    TAP_OK(r2.calls == 1 && r2.done_ms - r1.done_ms < 2000,
+           W("early answer: ... at once (%llu ms after the 401)",
+             (unsigned long long)(r2.done_ms - r1.done_ms)));
+    TAP_OK(t_close(h), W("early answer: the client closes"));
+    srv_stop(&s);
+    TAP_OK(srv_accepted(&s) == 2,
+           W("early answer: the next request went on a new connection (accepted %d)",
+             srv_accepted(&s)));
+    free(body);
+    res_free(&r1);
+    res_free(&r2);
+    srv_free(&s);
+}
+
 static void both(void (*fn)(bool))
 {
     fn(false);
@@ -1587,6 +1667,8 @@ int main(void)
     both(test_http_data_abort);
     both(test_http_fairness);
     both(test_http_hosts);
+    both(test_http_idle_drains);
+    test_http_early_answer();
 
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
