@@ -636,6 +636,16 @@ static hero_http_t *t_client(bool curl)
     return h;
 }
 
+/* Starts the double on its script (or its routes) and a client of the transport
+ * under test; `url` (128 bytes) gets the double's address with `path`. */
+static hero_http_t *t_serve(srv_t *s, const srv_step_t *const *sc, const srv_route_t *routes,
+                            bool curl, const char *path, char *url)
+{
+    srv_run(s, sc, routes);
+    snprintf(url, 128, "http://127.0.0.1:%d%s", s->port, path);
+    return t_client(curl);
+}
+
 /* Closes the client; true when the loop then ended on its own. */
 static bool t_close(hero_http_t *h)
 {
@@ -704,10 +714,8 @@ static void test_http_content_length(bool curl)
     const srv_step_t c0[] = {S_READ, S_WRITE(resp), S_READ, S_WRITE(resp), S_HOLD, S_END};
     const srv_step_t c1[] = {S_READ, S_WRITE(resp), S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/blob");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/blob", url);
     t_res_t r = {0};
     TAP_OK(t_get(h, url, &r), W("a Content-Length answer completes"));
     TAP_OK(r.calls == 1 && r.status == 200 && r.code == 0 && !r.error,
@@ -797,10 +805,8 @@ static void test_http_chunked(bool curl)
         S_WRITE("\r\n"), S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t c1[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/chunked");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/chunked", url);
     t_res_t r = {0};
     TAP_OK(t_get(h, url, &r), W("a chunked answer in small pieces completes"));
     TAP_OK(r.status == 200 && r.code == 0 && !r.error, W("chunked: 200, no error"));
@@ -829,10 +835,8 @@ static void keepalive_case(bool curl, const char *first, int want_conns, const c
     const srv_step_t c0[] = {S_READ, S_WRITE(first), S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t c1[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/ka");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/ka", url);
     t_res_t r1 = {0}, r2 = {0};
     t_get(h, url, &r1);
     t_get(h, url, &r2);
@@ -878,10 +882,8 @@ static void test_http_stale(bool curl)
         const srv_step_t b0[] = {S_READ, S_WRITE(one), S_READ, S_END};
         const srv_step_t c1[] = {S_READ, S_WRITE(two), S_HOLD, S_END};
         const srv_step_t *sc[] = {variant ? b0 : a0, c1, NULL};
-        srv_run(&s, sc, NULL);
-        hero_http_t *h = t_client(curl);
         char url[128];
-        URL(url, s.port, "/stale");
+        hero_http_t *h = t_serve(&s, sc, NULL, curl, "/stale", url);
         hero_http_opts_t o2 = {.url = url};
         t_res_t r1 = {0}, r2 = {0};
         if (!variant) {
@@ -926,10 +928,8 @@ static void test_http_eof(bool curl)
     const srv_step_t c3[] = {S_READ, S_END};
     const srv_step_t c4[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END}; /* (a retry would land here) */
     const srv_step_t *sc[] = {c0, c1, c2, c3, c4, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/eof");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/eof", url);
     t_res_t r = {0};
     t_get(h, url, &r);
     TAP_OK(r.status == 200 && r.code == 0 && !r.error, W("a body framed by the close: success"));
@@ -1001,10 +1001,8 @@ static void test_http_malformed(void)
     sc[N + 1] = NULL;
     srv_t s;
     srv_init(&s, AF_INET);
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(false);
     char url[128];
-    URL(url, s.port, "/weird");
+    hero_http_t *h = t_serve(&s, sc, NULL, false, "/weird", url);
     for (int i = 0; i < N; i++) {
         t_res_t r = {0};
         t_fetch(h, &(hero_http_opts_t){.url = url, .stall_timeout_ms = 3000}, &r, 5000);
@@ -1039,10 +1037,8 @@ static void test_http_no_body(bool curl)
     const srv_step_t c1[] = {S_ROUTES, S_END};
     const srv_route_t routes[] = {{"/nb", OK2}, {NULL, NULL}};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, routes);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/nb");
+    hero_http_t *h = t_serve(&s, sc, routes, curl, "/nb", url);
     t_res_t r = {0};
     t_get(h, url, &r);
     TAP_OK(r.status == 200 && !r.error && !strcmp(r.body, "final"),
@@ -1351,10 +1347,8 @@ static void test_http_timeouts(bool curl)
                                        40),
                              S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/slow");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/slow", url);
     t_res_t r = {0};
     uint64_t t0 = now_ms();
     t_fetch(h, &(hero_http_opts_t){.url = url, .stall_timeout_ms = 200}, &r, 8000);
@@ -1410,10 +1404,8 @@ static void test_http_cancel(bool curl)
                              S_HOLD, S_END};
     const srv_step_t hold[] = {S_READ, S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, hold, hold, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/cancel");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/cancel", url);
     t_res_t r = {0};
     hero_http_req_t *req = NULL;
     t_start(h, &(hero_http_opts_t){.url = url, .on_data = on_data}, &r, &req);
@@ -1447,10 +1439,8 @@ static void test_http_data_abort(bool curl)
                              S_FLOOD("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n", 1000000),
                              S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/abort");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/abort", url);
     t_res_t r = {.data_abort = 1, .data_check_pattern = true};
     t_fetch(h, &(hero_http_opts_t){.url = url, .fd = -1, .on_data = on_data}, &r, 5000);
     TAP_OK(r.calls == 1 && r.error && strstr(r.error, "aborted by the data callback"),
@@ -1480,10 +1470,8 @@ static void test_http_fairness(bool curl)
     const srv_step_t c1[] = {S_READ, S_WRITE("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall"),
                              S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/big");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/big", url);
     t_res_t big = {.data_check_pattern = true, .data_sleep_us = 500}, small = {.watch = &big};
     uint64_t t0 = now_ms();
     t_start(h, &(hero_http_opts_t){.url = url, .fd = -1, .on_data = on_data}, &big, NULL);
@@ -1571,10 +1559,8 @@ static void test_http_idle_drains(bool curl)
     srv_init(&s, AF_INET);
     const srv_step_t c0[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(curl);
     char url[128];
-    URL(url, s.port, "/idle");
+    hero_http_t *h = t_serve(&s, sc, NULL, curl, "/idle", url);
     t_res_t r = {0};
     t_get(h, url, &r);
     TAP_OK(r.status == 200 && !strcmp(r.body, "ok"), W("idle: the answer"));
@@ -1599,10 +1585,8 @@ static void test_http_early_answer(void)
         S_END};
     const srv_step_t c1[] = {S_READ, S_WRITE(OK2), S_HOLD, S_END};
     const srv_step_t *sc[] = {c0, c1, NULL};
-    srv_run(&s, sc, NULL);
-    hero_http_t *h = t_client(false);
     char url[128];
-    URL(url, s.port, "/early");
+    hero_http_t *h = t_serve(&s, sc, NULL, false, "/early", url);
     char *body = malloc(BIG);
     memset(body, 'p', BIG);
     hero_http_opts_t o2 = {.url = url};
