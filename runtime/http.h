@@ -42,7 +42,8 @@ typedef struct hero_http_header {
 typedef struct hero_http_resp {
     long status;                       /* HTTP status of the final response; 0: none */
     int curl_code;                     /* CURLcode of the transfer; 0 (CURLE_OK) on success */
-    const char *error;                 /* NULL, or why the transfer failed: curl's text,
+    const char *error;                 /* NULL, or why the transfer failed: curl's text
+                                          (or hero's, for a plain http hop),
                                           or "response body larger than N bytes", or
                                           "aborted by the data callback" */
     const char *url;                   /* the last URL requested (after redirects) */

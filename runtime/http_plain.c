@@ -32,6 +32,8 @@
 enum {
     PLAIN_HEAD_MAX = 64 * 1024,  /* a response head, or a chunk-size or trailer line */
     PLAIN_READ_BUF = 256 * 1024,
+    PLAIN_IDLE_MAX_MS = 60 * 1000, /* an idle connection older than this is not reused
+                                      (a NAT or firewall may have dropped it quietly) */
 };
 
 typedef enum {
@@ -60,6 +62,9 @@ struct plain_conn {
     unsigned port;
     unsigned pending;            /* open handles and running lookups: freed at 0 */
     bool closing, connected, reused, keep_alive, paused, reading, answered;
+    bool resolving;              /* the lookup (gai) runs */
+    bool broken;                 /* a write failed: never reused */
+    uint64_t idle_since;         /* uv_now() when it went idle */
     int late_code;               /* a failure to report from the timer (never from inside */
     char *late_msg;              /* hero_http_start), or 0 */
     struct addrinfo *ai, *ai_next; /* the looked-up addresses; the next to try */
@@ -147,6 +152,8 @@ static void conn_close(plain_conn_t *c)
         return;
     c->closing = true;
     conn_unlink(c);
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai); /* (only if the pool has not started it) */
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -299,6 +306,17 @@ static char *remove_dots(const char *in, size_t n)
     return out;
 }
 
+/* "scheme:" at the start (RFC 3986 3.1): an absolute reference. */
+static bool has_scheme(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+        return false;
+    while (*++s && (((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z') || (*s >= '0' && *s <= '9') ||
+                    *s == '+' || *s == '-' || *s == '.'))
+        ;
+    return *s == ':';
+}
+
 /* A redirect's Location, resolved against the URL asked for (`base`, http://): an
  * absolute URL, //host/path, /path or a relative path; dot segments removed from the
  * path, as curl does. */
@@ -319,7 +337,8 @@ static char *resolve_location(const char *base, const char *raw)
         merged = hero_xasprintf("%.*s%s", (int)noquery, base, loc);
     else if (loc[0] == '#' || loc[0] == 0)
         merged = hero_xstrndup(base, whole);
-    else if (!strncasecmp(loc, "http://", 7) || !strncasecmp(loc, "https://", 8))
+    else if (has_scheme(loc))
+        /* absolute; one that is not http(s) is refused by the redirect rule */
         merged = hero_xstrdup(loc);
     else if (loc[0] == '/' && loc[1] == '/')
         merged = hero_xasprintf("http:%s", loc);
@@ -365,8 +384,9 @@ static void conn_done(plain_conn_t *c, bool extra)
     /* kept for the next request only when the whole request went out (a server may
      * answer before it read it all: the write is still queued then) and nothing odd
      * happened on it */
-    if (c->keep_alive && !extra && !c->h->closing && !c->out && !c->late_code) {
+    if (c->keep_alive && !extra && !c->h->closing && !c->out && !c->late_code && !c->broken) {
         c->st = PS_IDLE;
+        c->idle_since = uv_now(c->h->loop);
         c->reused = false;
         c->answered = false;
         c->paused = false;
@@ -770,8 +790,10 @@ static void on_written(uv_write_t *w, int status)
     if (status < 0) {
         /* a server may answer (401, 413...) and close before it read all of the
          * request: the answer under way decides, from the read side */
-        if (c->answered)
+        if (c->answered) {
+            c->broken = true;
             return;
+        }
         /* (a reused connection the server had closed: EPIPE, ECONNRESET) */
         if (conn_retry_fresh(c))
             return;
@@ -922,6 +944,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
 {
     plain_conn_t *c = g->data;
     c->pending--;
+    c->resolving = false;
     c->ai = res;
     c->ai_next = res;
     if (c->closing) {
@@ -948,11 +971,18 @@ int http_plain_start(hero_http_req_t *q)
         return -1;
     }
     char *key = hero_xasprintf("%s:%u", u.host, u.port);
-    plain_conn_t *c = NULL;
-    if (!q->plain_fresh)
-        for (c = h->conns; c; c = c->next)
-            if (!c->q && !c->closing && c->st == PS_IDLE && !strcmp(c->key, key))
-                break;
+    plain_conn_t *c = NULL, *next;
+    uint64_t now = uv_now(h->loop);
+    for (plain_conn_t *i = h->conns; i; i = next) {
+        next = i->next;
+        if (i->q || i->closing || i->st != PS_IDLE)
+            continue;
+        if (now - i->idle_since > PLAIN_IDLE_MAX_MS)
+            conn_close(i);
+        else if (!c && !q->plain_fresh && !strcmp(i->key, key))
+            c = i;
+    }
+    q->plain_fresh = false; /* (for this hop only: a redirect may reuse again) */
     if (c) {
         free(key);
         http_url_free(&u);
@@ -989,6 +1019,7 @@ int http_plain_start(hero_http_req_t *q)
         return 0;
     }
     c->pending++;
+    c->resolving = true;
     return 0;
 }
 
