@@ -51,107 +51,6 @@ static bool curl_ready(hero_error_t *err)
     return true;
 }
 
-void http_url_free(http_url_t *u)
-{
-    free(u->host);
-    free(u->hostport);
-    free(u->target);
-    memset(u, 0, sizeof(*u));
-}
-
-/* Both transports and the redirect rule read URLs through this one parser, and it
- * refuses what parsers disagree on (user info, backslashes, blanks), so the origin
- * hero compares is the host curl connects to. */
-int http_url_parse(const char *url, http_url_t *u)
-{
-    memset(u, 0, sizeof(*u));
-    const char *a;
-    if (!strncasecmp(url, "http://", 7))
-        a = url + 7;
-    else if (!strncasecmp(url, "https://", 8)) {
-        a = url + 8;
-        u->tls = true;
-    } else
-        return -1;
-    size_t alen = strcspn(a, "/?#");
-    if (alen == 0)
-        return -1;
-    for (size_t i = 0; i < alen; i++)
-        if ((unsigned char)a[i] <= ' ' || a[i] == 0x7f || a[i] == '\\' || a[i] == '@')
-            return -1;
-    const char *host = a, *hend, *port = NULL;
-    if (*a == '[') {
-        hend = memchr(a, ']', alen);
-        if (!hend || hend == a + 1)
-            return -1;
-        for (const char *c = a + 1; c < hend; c++)
-            if (!strchr("0123456789abcdefABCDEF:.", *c))
-                return -1;
-        host = a + 1;
-        if (hend + 1 < a + alen) {
-            if (hend[1] != ':')
-                return -1;
-            port = hend + 2;
-        }
-    } else {
-        hend = memchr(a, ':', alen);
-        if (hend)
-            port = hend + 1;
-        else
-            hend = a + alen;
-        if (hend == a)
-            return -1;
-    }
-    unsigned pn = u->tls ? 443 : 80;
-    if (port && port < a + alen) {
-        pn = 0;
-        for (const char *c = port; c < a + alen; c++) {
-            if (*c < '0' || *c > '9' || pn > 6553)
-                return -1;
-            pn = pn * 10 + (unsigned)(*c - '0');
-        }
-        if (pn == 0 || pn > 65535)
-            return -1;
-    }
-    u->port = pn;
-    u->host = hero_xstrndup(host, (size_t)(hend - host));
-    for (char *c = u->host; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
-    bool v6 = strchr(u->host, ':') != NULL;
-    if (pn == (u->tls ? 443u : 80u))
-        u->hostport = hero_xasprintf(v6 ? "[%s]" : "%s", u->host);
-    else
-        u->hostport = hero_xasprintf(v6 ? "[%s]:%u" : "%s:%u", u->host, pn);
-    const char *rest = a + alen;
-    size_t tlen = strcspn(rest, "#");
-    for (size_t i = 0; i < tlen; i++)
-        if ((unsigned char)rest[i] <= ' ' || rest[i] == 0x7f) {
-            http_url_free(u);
-            return -1;
-        }
-    if (tlen == 0)
-        u->target = hero_xstrdup("/");
-    else if (*rest == '?')
-        u->target = hero_xasprintf("/%.*s", (int)tlen, rest);
-    else
-        u->target = hero_xstrndup(rest, tlen);
-    return 0;
-}
-
-/* "scheme://host:port" of an absolute URL (lowercase host, default port filled in),
- * or NULL when it does not parse. */
-static char *url_origin(const char *url)
-{
-    http_url_t u;
-    if (http_url_parse(url, &u) < 0)
-        return NULL;
-    bool v6 = strchr(u.host, ':') != NULL;
-    char *out = hero_xasprintf(v6 ? "%s://[%s]:%u" : "%s://%s:%u", u.tls ? "https" : "http",
-                               u.host, u.port);
-    http_url_free(&u);
-    return out;
-}
 
 static bool url_is_http(const char *url)
 {
@@ -542,7 +441,7 @@ static int req_redirect(hero_http_req_t *q, const char *target)
         http_req_set_fail(q, hero_xasprintf("redirect to a URL that is not http(s): %s", target));
         return -1;
     }
-    char *origin = url_origin(target);
+    char *origin = http_url_origin(target);
     if (!origin) {
         http_req_set_fail(q, hero_xasprintf("redirect to a bad URL: %s", target));
         return -1;
@@ -837,7 +736,7 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
         post = true;
     else if (o->method && strcmp(o->method, "GET") != 0)
         return hero_error_set(err, 0, "unsupported HTTP method %s", o->method);
-    char *origin = url_origin(o->url);
+    char *origin = http_url_origin(o->url);
     if (!origin)
         return hero_error_set(err, 0, "cannot parse the URL %s", o->url);
 

@@ -1,5 +1,6 @@
-/* Private to the HTTP client (runtime/http*.c): the client and request objects, and
- * what the two transports share. Not a public header.
+/* Private to the HTTP client (runtime/http*.c: http.c the requests and curl,
+ * http_plain.c hero's own HTTP/1.1, http_url.c URLs): the client and request
+ * objects, and what the two transports share. Not a public header.
  *
  * A request is a chain of hops (one per redirect). http.c owns the request: its
  * options, the redirect rules, the response headers and the body sink. Each hop runs
@@ -103,7 +104,7 @@ struct hero_http_req {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* ---- URLs (http.c) ---- */
+/* ---- URLs (http_url.c) ---- */
 
 /* An absolute http(s) URL, split. Only what hero sends and accepts: no user info, no
  * spaces, backslashes or control characters in the authority. */
@@ -117,6 +118,11 @@ typedef struct http_url {
 
 int http_url_parse(const char *url, http_url_t *u);
 void http_url_free(http_url_t *u);
+/* "scheme://host:port" of an absolute URL (lowercase host, default port filled in),
+ * or NULL when it does not parse. */
+char *http_url_origin(const char *url);
+/* A redirect's Location resolved against `base` (an http:// URL), as a new string. */
+char *http_url_resolve(const char *base, const char *loc);
 
 /* ---- what http.c offers the transports ---- */
 

@@ -264,117 +264,6 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- the answer ---- */
 
-/* RFC 3986 5.2.4: the path without its "." and ".." segments (a new string). */
-static char *remove_dots(const char *in, size_t n)
-{
-    char *out = hero_xmalloc(n + 2);
-    size_t o = 0;
-    const char *p = in, *end = in + n;
-    while (p < end) {
-        size_t left = (size_t)(end - p);
-        if (left >= 3 && !strncmp(p, "../", 3))
-            p += 3;
-        else if (left >= 2 && !strncmp(p, "./", 2))
-            p += 2;
-        else if (left >= 3 && !strncmp(p, "/./", 3))
-            p += 2;
-        else if (left == 2 && !strncmp(p, "/.", 2)) {
-            out[o++] = '/';
-            p += 2;
-        } else if ((left >= 4 && !strncmp(p, "/../", 4)) || (left == 3 && !strncmp(p, "/..", 3))) {
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--; /* the segment before, and its slash */
-            if (left == 3) {
-                out[o++] = '/';
-                p += 3;
-            } else
-                p += 3; /* (the "/" of "/../" starts the next segment) */
-        } else if ((left == 1 && *p == '.') || (left == 2 && !strncmp(p, "..", 2)))
-            p = end;
-        else {
-            size_t seg = 1;
-            while (p + seg < end && p[seg] != '/')
-                seg++;
-            memcpy(out + o, p, seg);
-            o += seg;
-            p += seg;
-        }
-    }
-    out[o] = 0;
-    return out;
-}
-
-/* "scheme:" at the start (RFC 3986 3.1): an absolute reference. */
-static bool has_scheme(const char *s)
-{
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
-        return false;
-    while (*++s && (((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z') || (*s >= '0' && *s <= '9') ||
-                    *s == '+' || *s == '-' || *s == '.'))
-        ;
-    return *s == ':';
-}
-
-/* A redirect's Location, resolved against the URL asked for (`base`, http://): an
- * absolute URL, //host/path, /path or a relative path; dot segments removed from the
- * path, as curl does. */
-static char *resolve_location(const char *base, const char *raw)
-{
-    /* blanks, controls and bytes past ASCII are sent percent-encoded, as curl does */
-    size_t n = strlen(raw);
-    char *loc = hero_xmalloc(3 * n + 1), *e = loc;
-    for (const unsigned char *c = (const unsigned char *)raw; *c; c++)
-        if (*c <= ' ' || *c >= 0x7f)
-            e += sprintf(e, "%%%02X", *c);
-        else
-            *e++ = (char)*c;
-    *e = 0;
-    char *merged;
-    size_t whole = strcspn(base, "#"), noquery = strcspn(base, "?#");
-    if (loc[0] == '?')
-        merged = hero_xasprintf("%.*s%s", (int)noquery, base, loc);
-    else if (loc[0] == '#' || loc[0] == 0)
-        merged = hero_xstrndup(base, whole);
-    else if (has_scheme(loc))
-        /* absolute; one that is not http(s) is refused by the redirect rule */
-        merged = hero_xstrdup(loc);
-    else if (loc[0] == '/' && loc[1] == '/')
-        merged = hero_xasprintf("http:%s", loc);
-    else {
-        const char *a = base + 7;
-        size_t alen = strcspn(a, "/?#");
-        int origin = (int)(a - base + alen);
-        if (loc[0] == '/')
-            merged = hero_xasprintf("%.*s%s", origin, base, loc);
-        else {
-            size_t plen = strcspn(a + alen, "?#");
-            const char *slash = NULL;
-            for (const char *p = a + alen; p < a + alen + plen; p++)
-                if (*p == '/')
-                    slash = p;
-            if (slash)
-                merged = hero_xasprintf("%.*s%s", (int)(slash + 1 - base), base, loc);
-            else
-                merged = hero_xasprintf("%.*s/%s", origin, base, loc);
-        }
-    }
-    free(loc);
-    /* the path: after the authority, up to a query or fragment */
-    const char *sep = strstr(merged, "://");
-    if (!sep)
-        return merged;
-    const char *path = sep + 3 + strcspn(sep + 3, "/?#");
-    size_t plen = strcspn(path, "?#");
-    if (plen == 0 || path[0] != '/')
-        return merged;
-    char *clean = remove_dots(path, plen);
-    char *out = hero_xasprintf("%.*s%s%s", (int)(path - merged), merged, clean, path + plen);
-    free(clean);
-    free(merged);
-    return out;
-}
 
 /* The answer is complete: the request is told, and the connection waits for the next
  * one, or closes. `extra`: bytes came after the answer (then it is not reused). */
@@ -401,8 +290,8 @@ static void conn_done(plain_conn_t *c, bool extra)
     const char *loc = hero_http_header(&(hero_http_resp_t){.headers = q->hdrs,
                                                              .n_headers = q->n_hdrs},
                                        "Location");
-    char *target = loc && q->status >= 300 && q->status < 400 ? resolve_location(q->url, loc)
-                                                                : NULL;
+    char *target =
+        loc && q->status >= 300 && q->status < 400 ? http_url_resolve(q->url, loc) : NULL;
     http_req_hop_end(q, CURLE_OK, target);
     free(target);
 }
