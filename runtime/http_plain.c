@@ -69,6 +69,8 @@ struct plain_conn {
     char *late_msg;              /* hero_http_start), or 0 */
     struct addrinfo *ai, *ai_next; /* the looked-up addresses; the next to try */
     plain_state_t st;
+    char *req;                   /* the request, made, not yet written; req_len bytes */
+    size_t req_len;
     char *out;                   /* the request being written */
     char *line;                  /* a head or a line being gathered */
     size_t line_len;
@@ -117,6 +119,7 @@ static void conn_maybe_free(plain_conn_t *c)
         freeaddrinfo(c->ai);
     free(c->key);
     free(c->host);
+    free(c->req);
     free(c->out);
     free(c->line);
     free(c->rbuf);
@@ -448,9 +451,7 @@ static ssize_t gather(plain_conn_t *c, const char *p, size_t n, bool head, bool 
 static int body(plain_conn_t *c, hero_http_req_t *q, const char *p, size_t n)
 {
     if (http_req_body(q, p, n) < 0) {
-        hero_http_req_t *r = conn_detach(c);
-        conn_close(c);
-        http_req_hop_end(r, CURLE_OK, NULL); /* (q->fail is set: it ends the request) */
+        conn_fail(c, CURLE_OK, NULL); /* (q->fail is set: it ends the request) */
         return -1;
     }
     if (q->body_ok)
@@ -695,16 +696,9 @@ static void on_written(uv_write_t *w, int status)
         c->st = PS_HEAD;
 }
 
-/* Writes the request of c->q, and reads its answer. */
-static void conn_send(plain_conn_t *c)
+/* The bytes of q's request to `u` (made once per hop, when it starts). */
+static char *request_bytes(const hero_http_req_t *q, const http_url_t *u, size_t *len)
 {
-    hero_http_req_t *q = c->q;
-    http_url_t u;
-    if (http_url_parse(q->url, &u) < 0) { /* (checked when the hop started) */
-        conn_fail_later(c, CURLE_URL_MALFORMAT,
-                        hero_xasprintf("cannot parse the URL %s", q->url));
-        return;
-    }
     /* curl's defaults, unless the caller gave its own */
     bool accept = false, ctype = false, host = false, agent = false;
     size_t extra = 0;
@@ -723,9 +717,9 @@ static void conn_send(plain_conn_t *c)
                                                   "application/x-www-form-urlencoded\r\n",
                                           q->post_len)
                          : NULL;
-    char *hosth = host ? NULL : hero_xasprintf("Host: %s\r\n", u.hostport);
+    char *hosth = host ? NULL : hero_xasprintf("Host: %s\r\n", u->hostport);
     char *head = hero_xasprintf("%s %s HTTP/1.1\r\n%s%s%s%s%s",
-                                q->head ? "HEAD" : q->post ? "POST" : "GET", u.target,
+                                q->head ? "HEAD" : q->post ? "POST" : "GET", u->target,
                                 hosth ? hosth : "",
                                 agent ? "" : "User-Agent: hero/" HERO_VERSION "\r\n",
                                 accept ? "" : "Accept: */*\r\n", range ? range : "",
@@ -733,7 +727,6 @@ static void conn_send(plain_conn_t *c)
     free(hosth);
     free(range);
     free(clen);
-    http_url_free(&u);
     size_t hl = strlen(head);
     size_t auth = q->auth && !q->auth_dropped ? strlen(q->auth) + 2 : 0;
     size_t total = hl + extra + auth + 2 + (q->post ? q->post_len : 0);
@@ -758,15 +751,25 @@ static void conn_send(plain_conn_t *c)
         memcpy(o, q->post_body, q->post_len);
         o += q->post_len;
     }
+    *len = (size_t)(o - out);
+    return out;
+}
+
+/* Writes the request made for c->q (c->req), and reads its answer. */
+static void conn_send(plain_conn_t *c)
+{
+    hero_http_req_t *q = c->q;
     free(c->out);
-    c->out = out;
+    c->out = c->req;
+    size_t len = c->req_len;
+    c->req = NULL;
     c->st = PS_SEND;
     c->line_len = 0;
     c->answered = false;
     c->turn_bytes = 0;
     c->last_ms = uv_now(c->h->loop);
     c->wr.data = c;
-    uv_buf_t b = uv_buf_init(out, (unsigned)(o - out));
+    uv_buf_t b = uv_buf_init(c->out, (unsigned)len);
     int rc = uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc == 0 && !c->reading) {
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -798,7 +801,10 @@ static void on_connected(uv_connect_t *r, int status)
         n->connect_by_ms = c->connect_by_ms;
         n->ai = c->ai;
         n->ai_next = c->ai_next;
+        n->req = c->req;
+        n->req_len = c->req_len;
         c->ai = c->ai_next = NULL;
+        c->req = NULL;
         conn_close(c);
         conn_arm(n);
         conn_try_next(n);
@@ -872,17 +878,23 @@ int http_plain_start(hero_http_req_t *q)
             c = i;
     }
     q->plain_fresh = false; /* (for this hop only: a redirect may reuse again) */
+    size_t req_len;
+    char *req = request_bytes(q, &u, &req_len);
     if (c) {
         free(key);
         http_url_free(&u);
         c->q = q;
         q->pc = c;
         c->reused = true;
+        c->req = req;
+        c->req_len = req_len;
         uv_ref((uv_handle_t *)&c->tcp);
         conn_send(c);
         return 0;
     }
     c = conn_new(h, q, key, u.host, u.port);
+    c->req = req;
+    c->req_len = req_len;
     u.host = NULL;
     http_url_free(&u);
     c->connect_by_ms = c->last_ms + q->connect_ms;
