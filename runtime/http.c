@@ -19,9 +19,10 @@
  * curl a remove and a re-add of the socket's poll: about two epoll_ctl per MB.
  *
  * Ownership: the client owns its requests (a list), its socket contexts (a list), its
- * plain connections (a list, http_plain.c), the timer and the idle handle. A request is freed after its callback returns, or by
- * hero_http_cancel, or by hero_http_close. Socket contexts are freed from their poll's
- * close callback; the client itself from the last close callback once it is closing. */
+ * plain connections (a list, http_plain.c), the timer and the idle handle. A request
+ * is freed after its callback returns, or by hero_http_cancel, or by hero_http_close.
+ * Socket contexts are freed from their poll's close callback; the client itself from
+ * the last close callback once it is closing. */
 #include "runtime/http_int.h"
 
 #include <errno.h>
