@@ -10,7 +10,9 @@
  * it truncates it until the rename or the removal is done. A download that finds the
  * partial locked waits (polling, off the loop's back) until PATH appears, which ends
  * it with nothing fetched, or until the lock is free again (the other download failed,
- * or its hero was killed), when it takes the partial over and starts over.
+ * or its hero was killed), when it takes the partial over and starts over. It gives
+ * its download slot back while it waits, so that the other downloads go on, and takes
+ * one again when a poll finds a slot free.
  *
  * Ownership: an operation holds a reference on the client from the call until its
  * callback has returned; while it runs, the request in flight points back at it. */
@@ -303,9 +305,28 @@ static void blob_transfer(reg_blob_t *b)
 
 static void blob_start(reg_blob_t *b);
 
+/* A poll of a blob that waits for another process's download (and holds no slot):
+ * done when PATH is there; else, when a slot is free, it takes it and looks at the
+ * partial again (when none is, the next poll tries again). */
 static void on_wait(uv_timer_t *t)
 {
-    blob_start(t->data);
+    reg_blob_t *b = t->data;
+    hero_registry_t *r = b->r;
+    if (access(b->path, F_OK) == 0) {
+        wait_stop(b);
+        blob_finish(b, NULL); /* verified by whoever renamed it there */
+        return;
+    }
+    if (r->closing || r->downloads >= r->max_downloads)
+        return;
+    b->started = true;
+    r->downloads++;
+    if (r->downloads > r->stats.max_downloads)
+        r->stats.max_downloads = r->downloads;
+    reg_ref(r); /* blob_start may end the operation, and its reference */
+    blob_start(b);
+    pump(r); /* the slot may have been given back (still locked) */
+    reg_unref(r);
 }
 
 /* Downloads the blob, unless another process is downloading it (then waits for that,
@@ -324,6 +345,12 @@ static void blob_start(reg_blob_t *b)
         t = 2;
     }
     if (t == 0) {
+        if (b->started) {
+            /* no slot while waiting: pump (which called us, or on_wait's) starts the
+             * next queued blob */
+            b->started = false;
+            r->downloads--;
+        }
         if (!b->wait) {
             b->wait = hero_xmalloc(sizeof(*b->wait));
             uv_timer_init(r->loop, b->wait);

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -273,6 +274,28 @@ static bool run_until(const int *flag, int want)
         if (uv_run(&loop, UV_RUN_ONCE) == 0 && *flag < want)
             return false;
     return true;
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* run_until, for at most ms milliseconds: false when the time ran out (or the loop ran
+ * dry) first. For a wait that may never end on a regression. */
+static bool run_until_ms(const int *flag, int want, uint64_t ms)
+{
+    bool late = false;
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = &late;
+    uv_timer_start(&t, on_deadline, ms, 0);
+    while (*flag < want && !late)
+        if (uv_run(&loop, UV_RUN_ONCE) == 0)
+            break;
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the close callback */
+    return *flag >= want;
 }
 
 typedef struct resolved {
@@ -1078,6 +1101,55 @@ static void test_double_concurrency(void)
     fixture_stop(&f);
 }
 
+/* A blob that another process is downloading (its .partial locked) waits without holding
+ * one of the download slots: the other downloads go on meanwhile. */
+static void test_double_wait_frees_slot(void)
+{
+    fixture_t f;
+    if (!TAP_OK(fixture_start(&f, "wait", NULL), "regfix serve starts (waiting blobs)")) {
+        fixture_stop(&f);
+        return;
+    }
+    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
+    char *ref = hero_xasprintf("%s/test/img:many", f.host);
+    resolved_t r = resolve(reg, ref, NULL, NULL);
+    char *dir = path_in("waiting");
+    mkdir(dir, 0755);
+    char *p0 = hero_xasprintf("%s/0", dir), *p1 = hero_xasprintf("%s/1", dir);
+    char *part0 = hero_xasprintf("%s.partial", p0);
+    /* "another process" downloads blob 0: an exclusive flock on its partial */
+    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
+    fetched_t b0, b1;
+    memset(&b0, 0, sizeof b0);
+    memset(&b1, 0, sizeof b1);
+    if (TAP_OK(r.img && r.img->n_layers >= 2 && locked, "waiting: blob 0's partial is locked")) {
+        fetch_start(reg, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &b0);
+        fetch_start(reg, ref, r.img->layers[1].digest, r.img->layers[1].size, p1, &b1);
+        bool one = run_until_ms(&b1.calls, 1, 3000);
+        TAP_OK(one && !b1.msg && file_has_digest(p1, r.img->layers[1].digest) && b0.calls == 0,
+               "waiting: with one download slot, blob 1 downloads while blob 0 waits");
+        close(other); /* the other process is gone: blob 0 is taken over */
+        other = -1;
+        bool zero = run_until_ms(&b0.calls, 1, 3000);
+        TAP_OK(zero && !b0.msg && file_has_digest(p0, r.img->layers[0].digest) && !exists(part0),
+               "waiting: blob 0 is downloaded once the partial is free");
+        run_until_ms(&b1.calls, 1, 3000); /* (on a regression: let it end) */
+    }
+    if (other >= 0)
+        close(other);
+    free(b0.msg);
+    free(b1.msg);
+    free(p0);
+    free(p1);
+    free(part0);
+    free(dir);
+    free(ref);
+    resolved_free(&r);
+    close_client(reg);
+    fixture_stop(&f);
+}
+
 /* 503s are retried; a mirror maps docker.io names onto the double */
 static void test_double_mirror(void)
 {
@@ -1793,6 +1865,7 @@ int main(void)
         test_double_wrong_bytes();
         test_double_drop();
         test_double_concurrency();
+        test_double_wait_frees_slot();
         test_double_mirror();
         test_double_flaky();
         test_double_bearer();
