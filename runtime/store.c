@@ -959,15 +959,28 @@ int hero_store_overlay_release(hero_store_t *s, int64_t container_id, hero_error
 }
 
 /* The lowest host number >= 2 of `subnet` that is neither leased nor `avoid`. */
+/* The high 32 bits of the host numbers this store leases, taken from its uid (random):
+ * two stores on one overlay node (two base dirs whose instances use one mycelium
+ * daemon) then lease apart, which counting from ::2 in each did not. 31 bits, since
+ * host numbers are sqlite integers; never 0. */
+uint64_t hero_store_overlay_base(const hero_store_t *s)
+{
+    char hi[9] = {0};
+    memcpy(hi, s->uid, 8); /* (16 hex digits) */
+    uint64_t tag = strtoull(hi, NULL, 16) & 0x7fffffff;
+    return (tag ? tag : 1) << 32;
+}
+
 static int overlay_pick(hero_store_t *s, const char *subnet, uint64_t avoid, uint64_t *out,
                         hero_error_t *err)
 {
+    uint64_t cand = hero_store_overlay_base(s) + 2;
     sqlite3_stmt *st =
-        prep(s, "SELECT host FROM overlay_leases WHERE subnet=? AND host>=2 ORDER BY host", err);
+        prep(s, "SELECT host FROM overlay_leases WHERE subnet=? AND host>=? ORDER BY host", err);
     if (!st)
         return -1;
     bind_str(st, 1, subnet);
-    uint64_t cand = 2;
+    sqlite3_bind_int64(st, 2, (int64_t)cand);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t h = (uint64_t)sqlite3_column_int64(st, 0);

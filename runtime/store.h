@@ -135,10 +135,14 @@ int hero_store_lease_release(hero_store_t *s, int64_t container_id, hero_error_t
 /* ---- overlay (IPv6) leases: one per container, a host number inside the overlay
  * node's /64 `subnet` (its text, as the daemon gave it) ---- */
 /* The container's lease in `subnet` if it has one; else the lowest free host number
- * from 2 up that is not `avoid` (the node's own), in one write transaction. A lease
- * the container holds in another subnet (the node's key changed) is replaced. */
+ * from hero_store_overlay_base(s) + 2 up that is not `avoid` (the node's own), in one
+ * write transaction. A lease the container holds in another subnet (the node's key
+ * changed) is replaced. */
 int hero_store_overlay_lease(hero_store_t *s, const char *subnet, uint64_t avoid,
                              int64_t container_id, uint64_t *host, hero_error_t *err);
+/* Where this store's host numbers start: the store's own 2^32 of the /64 (from its
+ * uid), so that stores sharing a node do not hand out one address twice. */
+uint64_t hero_store_overlay_base(const hero_store_t *s);
 /* 0 found (*subnet set, caller frees), 1 none, <0 error. */
 int hero_store_overlay_get(hero_store_t *s, int64_t container_id, char **subnet, uint64_t *host,
                            hero_error_t *err);

@@ -64,6 +64,12 @@ teardown() {
       [ "$p" = "$pid" ] || kill -KILL "$p" 2> /dev/null || true
     done
   done
+  # a second base dir on host A (one test makes it): its containers by crun
+  if [ -d "$T/A2/crun" ]; then
+    for p in $("$CRUN" --root "$T/A2/crun" list -q 2> /dev/null); do
+      "$CRUN" --root "$T/A2/crun" delete -f "$p" > /dev/null 2>&1 || true
+    done
+  fi
   for p in $DAEMONS; do
     kill -KILL "$p" 2> /dev/null || true
   done
@@ -187,7 +193,9 @@ mycelium_pair() {
   [[ "$a" == [45]* ]] && [[ "$b" == [45]* ]]
   na=$(sqlite3 "$T/A/hero.db" "SELECT json_extract(value, '\$.subnet') FROM meta WHERE key='overlay.ov${N}A'")
   [ "${a%:*}" != "${b%:*}" ]
-  [[ "$na" == "${a%::*}::/64" ]]
+  # in the node's /64, the first host number of the store's own range (::T:T:0:2)
+  [ "$(cut -d: -f1-4 <<< "$a")::/64" = "$na" ]
+  [[ "$a" == *:0:2 ]]
   run fetch B cli "$a"
   echo "# fetch: $output" >&2
   [ "$status" -eq 0 ]
@@ -264,6 +272,33 @@ EOF
   [ "$status" -eq 0 ] && [ "$output" = s2 ]
   run pods B exec cli -- timeout 3 wget -q -O - "http://[$a1]:8080/"
   [ "$status" -ne 0 ]
+}
+
+@test "mycelium (double): two base dirs using one node: their containers get distinct addresses, both reachable" {
+  two_hosts
+  mycelium_pair s1
+  hrun A up
+  [ "$status" -eq 0 ]
+  hrun B up
+  [ "$status" -eq 0 ]
+  # a second instance on host A, in a base dir (a store) of its own: it finds the
+  # daemon the first one started and uses its node
+  HOST_NOW=A
+  { echo "!!heropods.configure name:'ov${N}C' base_dir:'$T/A2' bridge_name:'ho${N}brC' subnet:'10.$((170 + N)).3.0/24' dns_servers:['127.0.0.1']"
+    mycelium_line "tcp://[${ULA}2]:9651"; server_lines s9; } > "$T/A-second.hs"
+  hrun A second
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"(the daemon at 127.0.0.1:8989)"* ]]
+  a1=$(ovaddr A s1)
+  a9=$(in_host A "$HERO" pods --base-dir "$T/A2" inspect --json s9 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["overlay"] or "")')
+  echo "# s1 $a1 (base dir A), s9 $a9 (base dir A2)" >&2
+  # both in the node's /64, each container id 1 of its store, and not one address
+  [ -n "$a1" ] && [ -n "$a9" ] && [ "$a1" != "$a9" ]
+  [ "$(cut -d: -f1-4 <<< "$a1")" = "$(cut -d: -f1-4 <<< "$a9")" ]
+  run fetch B cli "$a1"
+  [ "$status" -eq 0 ] && [ "$output" = s1 ]
+  run fetch B cli "$a9"
+  [ "$status" -eq 0 ] && [ "$output" = s9 ]
 }
 
 @test "mycelium (double): a running daemon is used, and missing peers are added through its API" {

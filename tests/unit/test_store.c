@@ -190,23 +190,30 @@ static void overlay_leases(hero_store_t *s)
     hero_error_t e = HERO_ERROR_INIT;
     const char *net = "4ab:cd:ef:12::/64", *other = "5aa:1:2:3::/64";
     uint64_t h1 = 0, h2 = 0, h3 = 0, x = 0;
-    TAP_OK(hero_store_overlay_lease(s, net, 3, 101, &h1, &e) == 0 && h1 == 2,
-           "overlay: the first container gets ::2");
-    TAP_OK(hero_store_overlay_lease(s, net, 3, 102, &h2, &e) == 0 && h2 == 4,
+    /* the store's own 2^32 host numbers: the uid's first 31 bits, never 0 */
+    uint64_t b = hero_store_overlay_base(s);
+    char hi[9] = {0};
+    memcpy(hi, hero_store_uid(s), 8); /* (16 hex digits) */
+    uint64_t tag = strtoull(hi, NULL, 16) & 0x7fffffff;
+    TAP_OK(b == (tag ? tag : 1) << 32 && b > 0 && b < (1ULL << 63),
+           "overlay: the store's host numbers start at its uid's first 31 bits << 32");
+    TAP_OK(hero_store_overlay_lease(s, net, b + 3, 101, &h1, &e) == 0 && h1 == b + 2,
+           "overlay: the first container gets <base>::2");
+    TAP_OK(hero_store_overlay_lease(s, net, b + 3, 102, &h2, &e) == 0 && h2 == b + 4,
            "overlay: the next skips the node's own host number");
-    TAP_OK(hero_store_overlay_lease(s, net, 3, 101, &x, &e) == 0 && x == h1,
+    TAP_OK(hero_store_overlay_lease(s, net, b + 3, 101, &x, &e) == 0 && x == h1,
            "overlay: a container keeps its address");
-    TAP_OK(hero_store_overlay_lease(s, other, 0, 103, &h3, &e) == 0 && h3 == 2,
+    TAP_OK(hero_store_overlay_lease(s, other, 0, 103, &h3, &e) == 0 && h3 == b + 2,
            "overlay: another node's /64 leases apart");
     char *sn = NULL;
-    TAP_OK(hero_store_overlay_get(s, 102, &sn, &x, &e) == 0 && x == 4 && !strcmp(sn, net),
+    TAP_OK(hero_store_overlay_get(s, 102, &sn, &x, &e) == 0 && x == b + 4 && !strcmp(sn, net),
            "overlay: get gives the subnet and host number");
     free(sn);
     TAP_OK(hero_store_overlay_release(s, 101, &e) == 0 &&
                hero_store_overlay_get(s, 101, &sn, &x, &e) == 1 &&
-               hero_store_overlay_lease(s, net, 3, 104, &x, &e) == 0 && x == 2,
+               hero_store_overlay_lease(s, net, b + 3, 104, &x, &e) == 0 && x == b + 2,
            "overlay: a released address is leased again");
-    TAP_OK(hero_store_overlay_lease(s, other, 0, 102, &x, &e) == 0 && x == 3 &&
+    TAP_OK(hero_store_overlay_lease(s, other, 0, 102, &x, &e) == 0 && x == b + 3 &&
                hero_store_overlay_get(s, 102, &sn, &x, &e) == 0 && !strcmp(sn, other),
            "overlay: a lease in a /64 the node no longer has is replaced");
     free(sn);
@@ -214,6 +221,32 @@ static void overlay_leases(hero_store_t *s)
     TAP_OK(hero_store_container_forget(s, 103, &e) == 0 &&
                hero_store_overlay_get(s, 103, &sn, &x, &e) == 1,
            "overlay: forgetting a container gives its lease back");
+    hero_error_clear(&e);
+}
+
+/* Two base dirs (two stores) whose instances share one overlay node: the same
+ * container id in each gets a different address. */
+static void overlay_two_stores(hero_store_t *s)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char *dir2 = NULL;
+    if (asprintf(&dir2, "%s-other", base) < 0)
+        return;
+    hero_store_t *s2 = NULL;
+    if (!TAP_OK(hero_store_open(dir2, &s2, &e) == 0, "a second store opens")) {
+        free(dir2);
+        hero_error_clear(&e);
+        return;
+    }
+    const char *net = "4ab:cd:ef:99::/64";
+    uint64_t a = 0, b = 0;
+    TAP_OK(hero_store_overlay_lease(s, net, 0, 501, &a, &e) == 0 &&
+               hero_store_overlay_lease(s2, net, 0, 501, &b, &e) == 0 && a != b &&
+               a >> 32 != b >> 32,
+           "two stores on one node lease apart (their own 2^32 host numbers each)");
+    hero_store_overlay_release(s, 501, NULL);
+    hero_store_close(s2);
+    free(dir2);
     hero_error_clear(&e);
 }
 
@@ -281,6 +314,7 @@ int main(void)
     s = open_or_die();
     leases(s);
     overlay_leases(s);
+    overlay_two_stores(s);
     hero_store_close(s);
     two_processes();
     four_processes_lease();
