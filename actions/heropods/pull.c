@@ -726,25 +726,30 @@ static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
 }
 
 /* Ends a pull that failed before its jobs started (the config did not come, or did not
- * do). Downloads begun from the manifest go on without them: the client is closed, and
- * they are cancelled, when no pull is left; else they end, and their blobs are removed
- * then (blob_fetched). Blobs they completed are removed unless another pull of this
- * process wants them, or another process wrote them: a failed pull leaves nothing of
- * its own behind. (A pull of another process that waited for such a blob and finds it
- * gone fetches it again: apply_work's ENOENT.) */
+ * do). Downloads begun from the manifest that no other pull of this process shares are
+ * cancelled (their partial files go); one that is being renamed into place ends, and
+ * its blob is removed then (blob_fetched). Blobs they completed are removed unless
+ * another pull of this process wants them, or another process wrote them: a failed
+ * pull leaves nothing of its own behind. (A pull of another process that waited for
+ * such a blob and finds it gone fetches it again: apply_work's ENOENT.) */
 static void pull_abort(pull_t *p, hero_error_t *err)
 {
     for (size_t i = 0; i < p->njobs; i++) {
         layer_job_t *j = &p->jobs[i];
         if (j->fetching) {
-            for (blob_fetch_t *f = fetches; f; f = f->next)
+            blob_fetch_t *orphan = NULL;
+            for (blob_fetch_t *f = fetches; f && !orphan; f = f->next)
                 for (size_t k = 0; k < f->njobs; k++)
                     if (f->jobs[k] == j) {
                         f->jobs[k] = f->jobs[--f->njobs];
                         f->orphaned = f->njobs == 0;
+                        if (f->orphaned)
+                            orphan = f;
                         break;
                     }
             j->fetching = false;
+            if (orphan && client) /* (without a client it was cancelled already) */
+                hero_registry_cancel_blob(client, blob_fetched, orphan); /* frees it */
         } else if (j->downloaded && !blob_wanted_elsewhere(p, j->blob)) {
             unlink(j->blob);
         }

@@ -612,7 +612,7 @@ void reg_req_send(reg_req_t *q)
     }
 }
 
-static void req_cancel(reg_req_t *q)
+void reg_req_cancel(reg_req_t *q, const char *why)
 {
     if (q->http) {
         hero_http_cancel(q->http);
@@ -624,8 +624,7 @@ static void req_cancel(reg_req_t *q)
     }
     reg_token_unwait(q);
     hero_error_t e = HERO_ERROR_INIT;
-    reg_fail(&e, ECANCELED, "%s %s: cancelled (the registry client was closed)", req_method(q),
-             q->url);
+    reg_fail(&e, ECANCELED, "%s %s: %s", req_method(q), q->url, why);
     req_deliver(q, NULL, &e);
     hero_error_clear(&e);
 }
@@ -643,7 +642,7 @@ void hero_registry_close(hero_registry_t *r)
             q = q->next;
         if (!q)
             break;
-        req_cancel(q);
+        reg_req_cancel(q, "cancelled (the registry client was closed)");
     }
     r->in_close = false;
     if (r->live == 0)

@@ -215,5 +215,10 @@ typedef struct hero_registry_blob_opts {
 void hero_registry_fetch_blob(hero_registry_t *r, const hero_ref_t *ref,
                               const hero_registry_blob_opts_t *opts, hero_registry_blob_cb cb,
                               void *data);
+/* Cancels the download started with this cb and data, when it has not ended: it ends
+ * with ECANCELED, its callback running from inside this call, and its partial file is
+ * removed. One already verified (being renamed into place) is let finish; nothing
+ * happens when there is no such download. */
+void hero_registry_cancel_blob(hero_registry_t *r, hero_registry_blob_cb cb, void *data);
 
 #endif

@@ -419,6 +419,52 @@ void reg_blob_cancel_queued(hero_registry_t *r)
     }
 }
 
+static void blob_cancelled(reg_blob_t *b)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    reg_fail(&e, ECANCELED, "blob %s: cancelled", b->digest);
+    blob_finish(b, &e);
+    hero_error_clear(&e);
+}
+
+void hero_registry_cancel_blob(hero_registry_t *r, hero_registry_blob_cb cb, void *data)
+{
+    reg_ref(r); /* the callback may let go of the client */
+    reg_blob_t *found = NULL, *prev = NULL;
+    for (reg_blob_t *b = r->queue_head; b; prev = b, b = b->next)
+        if (b->cb == cb && b->data == data) {
+            found = b;
+            break;
+        }
+    if (found) {
+        if (prev)
+            prev->next = found->next;
+        else
+            r->queue_head = found->next;
+        if (r->queue_tail == found)
+            r->queue_tail = prev;
+        found->next = NULL;
+        blob_cancelled(found);
+        reg_unref(r);
+        return;
+    }
+    for (reg_blob_t *b = r->waiting; b; b = b->wait_next)
+        if (b->cb == cb && b->data == data) {
+            blob_cancelled(b); /* (blob_free stops the wait, taking it off the list) */
+            reg_unref(r);
+            return;
+        }
+    for (reg_req_t *q = r->reqs; q; q = q->next)
+        if (!q->done && q->on_data == blob_on_data) {
+            reg_blob_t *b = q->data;
+            if (b->cb == cb && b->data == data) {
+                reg_req_cancel(q, "cancelled"); /* blob_on_done removes the partial */
+                break;
+            }
+        }
+    reg_unref(r);
+}
+
 void hero_registry_fetch_blob(hero_registry_t *r, const hero_ref_t *ref,
                               const hero_registry_blob_opts_t *opts, hero_registry_blob_cb cb,
                               void *data)

@@ -109,6 +109,9 @@ reg_req_t *reg_req_new(hero_registry_t *r, reg_kind_t kind, const reg_endpoint_t
 void reg_req_send(reg_req_t *q);
 /* Fails q with a copy of err (q is released after its callback). */
 void reg_req_fail(reg_req_t *q, hero_error_t *err);
+/* Stops q (its transfer, a retry timer, a token wait) and fails it with ECANCELED,
+ * "METHOD URL: why"; its callback runs from inside this call. */
+void reg_req_cancel(reg_req_t *q, const char *why);
 
 /* err from an HTTP answer: "GET URL: HTTP 404: MANIFEST_UNKNOWN: manifest unknown". */
 int reg_http_error(hero_error_t *err, const char *method, const char *url,

@@ -701,6 +701,38 @@ EOF
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
 
+@test "a pull that fails once its layers are downloading cancels them, while another pull goes on" {
+  local cfg_a cfg_b layer_b
+  cfg_a=$(layout_digests sa | head -n 1)
+  cfg_b=$(layout_digests sb | head -n 1)
+  layer_b=$(layout_digests sb | tail -n 1)
+  # sa goes on for 4 s (its config is held); sb's config comes at once, wrong, while
+  # the answer for its own layer (the other one sa shares) is held 20 s
+  regfix_start --hold "$cfg_a=4000" --corrupt "$cfg_b" --slow "$layer_b=20000"
+  pb c <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+!!heropods.image_pull name:'sb' ref:'$RF/test/sb:sb'
+EOF
+  "$HERO" run "$BASE/c.hs" > "$BASE/c.out" 2>&1 &
+  local pc=$! rc=0 gone=0
+  log_waits "GET /v2/test/sb/blobs/$layer_b "
+  # sb has failed: its download is cancelled at once (its partial goes), not left to
+  # run beside sa until sa ends
+  for _ in $(seq 40); do
+    [ -e "$(blob_file "$layer_b").partial" ] || { gone=1; break; }
+    sleep 0.05
+  done
+  held # (sa is still in flight)
+  kill -0 "$pc"
+  [ "$gone" -eq 1 ] || { echo "sb's partial is still there 2 s after sb failed" >&2; false; }
+  wait "$pc" || rc=$?
+  [ "$rc" -eq 1 ] || { cat "$BASE/c.out" >&2; false; }
+  has_image sa
+  no_image sb
+  [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
+  [ ! -e "$(blob_file "$layer_b")" ]
+}
+
 # log_waits REGEX [N]: waits (up to 10 s) until regfix's log has N (default 1) lines
 # matching REGEX
 log_waits() {

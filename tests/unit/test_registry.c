@@ -1150,6 +1150,64 @@ static void test_double_wait_frees_slot(void)
     fixture_stop(&f);
 }
 
+/* hero_registry_cancel_blob: a queued download, one waiting for another process's, and
+ * one whose request is in flight each end with ECANCELED at once; the partial of the
+ * one in flight is removed. */
+static void test_double_cancel_blob(void)
+{
+    fixture_t f;
+    const char *extra[] = {"--delay", "3000", NULL};
+    if (!TAP_OK(fixture_start(&f, "cancel", extra), "regfix serve --delay starts (cancel)")) {
+        fixture_stop(&f);
+        return;
+    }
+    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
+    char *ref = hero_xasprintf("%s/test/img:many", f.host);
+    resolved_t r = resolve(reg, ref, NULL, NULL);
+    char *dir = path_in("cancel");
+    mkdir(dir, 0755);
+    char *p[3], *part[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = hero_xasprintf("%s/%d", dir, i);
+        part[i] = hero_xasprintf("%s.partial", p[i]);
+    }
+    int other = open(part[0], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
+    fetched_t b[3];
+    memset(b, 0, sizeof b);
+    if (TAP_OK(r.img && r.img->n_layers >= 3 && locked, "cancel: blob 0's partial is locked")) {
+        for (int i = 0; i < 3; i++)
+            fetch_start(reg, ref, r.img->layers[i].digest, r.img->layers[i].size, p[i], &b[i]);
+        int never = 0;
+        run_until_ms(&never, 1, 300); /* blob 1's request goes out; regfix holds it */
+        TAP_OK(b[0].calls == 0 && b[1].calls == 0 && b[2].calls == 0 && exists(part[1]),
+               "cancel: 0 waits, 1 downloads, 2 is queued");
+        hero_registry_cancel_blob(reg, on_fetched, &b[2]);
+        TAP_OK(b[2].calls == 1 && b[2].code == ECANCELED && b[0].calls == 0 && b[1].calls == 0,
+               "cancel: the queued one ends at once with ECANCELED, the others go on");
+        hero_registry_cancel_blob(reg, on_fetched, &b[0]);
+        TAP_OK(b[0].calls == 1 && b[0].code == ECANCELED && exists(part[0]),
+               "cancel: the waiting one ends (the other process's partial stays)");
+        hero_registry_cancel_blob(reg, on_fetched, &b[1]);
+        TAP_OK(b[1].calls == 1 && b[1].code == ECANCELED && !exists(part[1]) && !exists(p[1]),
+               "cancel: the one in flight ends, its partial removed");
+        hero_registry_cancel_blob(reg, on_fetched, &b[1]); /* ended: nothing happens */
+        TAP_OK(b[1].calls == 1, "cancel: a download that ended is not called again");
+    }
+    if (other >= 0)
+        close(other);
+    for (int i = 0; i < 3; i++) {
+        free(b[i].msg);
+        free(p[i]);
+        free(part[i]);
+    }
+    free(dir);
+    free(ref);
+    resolved_free(&r);
+    close_client(reg);
+    fixture_stop(&f);
+}
+
 /* 503s are retried; a mirror maps docker.io names onto the double */
 static void test_double_mirror(void)
 {
@@ -1866,6 +1924,7 @@ int main(void)
         test_double_drop();
         test_double_concurrency();
         test_double_wait_frees_slot();
+        test_double_cancel_blob();
         test_double_mirror();
         test_double_flaky();
         test_double_bearer();
