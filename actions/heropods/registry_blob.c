@@ -11,8 +11,9 @@
  * partial locked waits (polling, off the loop's back) until PATH appears, which ends
  * it with nothing fetched, or until the lock is free again (the other download failed,
  * or its hero was killed), when it takes the partial over and starts over. It gives
- * its download slot back while it waits, so that the other downloads go on, and takes
- * one again when a poll finds a slot free.
+ * its download slot back while it waits, so that the other downloads go on; a poll
+ * that finds the lock free takes it, and the blob goes to the head of the queue (or
+ * starts at once, when a slot is free).
  *
  * Ownership: an operation holds a reference on the client from the call until its
  * callback has returned; while it runs, the request in flight points back at it. */
@@ -307,7 +308,8 @@ static void blob_start(reg_blob_t *b);
 
 /* A poll of a blob that waits for another process's download (and holds no slot):
  * done when PATH is there; else, when a slot is free, it takes it and looks at the
- * partial again (when none is, the next poll tries again). */
+ * partial again; when none is, it takes the partial's lock if it is free, and waits at
+ * the head of the queue with it (blob_start then goes on with the lock it has). */
 static void on_wait(uv_timer_t *t)
 {
     reg_blob_t *b = t->data;
@@ -317,8 +319,26 @@ static void on_wait(uv_timer_t *t)
         blob_finish(b, NULL); /* verified by whoever renamed it there */
         return;
     }
-    if (r->closing || r->downloads >= r->max_downloads)
+    if (r->closing)
         return;
+    if (r->downloads >= r->max_downloads) {
+        int got = partial_take(b);
+        if (got == 0)
+            return; /* still the other process's */
+        wait_stop(b);
+        if (got < 0) {
+            hero_error_t e = HERO_ERROR_INIT;
+            hero_error_set(&e, errno, "cannot create %s", b->partial);
+            blob_fail(b, &e);
+            hero_error_clear(&e);
+            return;
+        }
+        b->next = r->queue_head;
+        r->queue_head = b;
+        if (!r->queue_tail)
+            r->queue_tail = b;
+        return;
+    }
     b->started = true;
     r->downloads++;
     if (r->downloads > r->stats.max_downloads)
@@ -336,7 +356,8 @@ static void blob_start(reg_blob_t *b)
     hero_registry_t *r = b->r;
     if (!b->partial)
         b->partial = hero_xasprintf("%s.partial", b->path);
-    int t = access(b->path, F_OK) == 0 ? 2 : partial_take(b);
+    /* (a blob that waited may hold the partial's lock already: on_wait took it) */
+    int t = b->fd >= 0 ? 1 : access(b->path, F_OK) == 0 ? 2 : partial_take(b);
     if (t == 1 && access(b->path, F_OK) == 0) {
         /* made by another process between the two looks: ours is not needed */
         unlink(b->partial);
@@ -414,7 +435,7 @@ void reg_blob_cancel_queued(hero_registry_t *r)
         hero_error_t e = HERO_ERROR_INIT;
         reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
                  b->digest);
-        blob_finish(b, &e);
+        blob_fail(b, &e); /* (a queued blob may hold its partial: see on_wait) */
         hero_error_clear(&e);
     }
 }
@@ -423,7 +444,7 @@ static void blob_cancelled(reg_blob_t *b)
 {
     hero_error_t e = HERO_ERROR_INIT;
     reg_fail(&e, ECANCELED, "blob %s: cancelled", b->digest);
-    blob_finish(b, &e);
+    blob_fail(b, &e); /* (a queued blob may hold its partial: see on_wait) */
     hero_error_clear(&e);
 }
 

@@ -362,6 +362,7 @@ static resolved_t resolve(hero_registry_t *reg, const char *text, const char *pl
 
 typedef struct fetched {
     int calls;
+    int seq;                    /* the order its callback came in, among all fetches */
     int code;
     char *msg;
     uint64_t progress_done, progress_total;
@@ -369,10 +370,13 @@ typedef struct fetched {
     bool progress_ahead;        /* progress reported bytes the partial did not hold */
 } fetched_t;
 
+static int fetch_seq;
+
 static void on_fetched(hero_error_t *err, void *data)
 {
     fetched_t *f = data;
     f->calls++;
+    f->seq = ++fetch_seq;
     if (err) {
         f->code = err->code;
         f->msg = hero_xstrdup(err->msg ? err->msg : "");
@@ -1135,11 +1139,12 @@ static void test_double_wait_frees_slot(void)
         TAP_OK(zero && !b0.msg && file_has_digest(p0, r.img->layers[0].digest) && !exists(part0),
                "waiting: blob 0 is downloaded once the partial is free");
         run_until_ms(&b1.calls, 1, 3000); /* (on a regression: let it end) */
+        hero_registry_stats_t s;
+        hero_registry_stats(reg, &s);
+        TAP_OK(s.max_downloads == 1, "waiting: never more than the one slot");
     }
     if (other >= 0)
         close(other);
-    free(b0.msg);
-    free(b1.msg);
     free(p0);
     free(p1);
     free(part0);
@@ -1147,6 +1152,61 @@ static void test_double_wait_frees_slot(void)
     free(ref);
     resolved_free(&r);
     close_client(reg);
+    free(b0.msg); /* (after the close: a wait it cancelled sets one) */
+    free(b1.msg);
+    fixture_stop(&f);
+}
+
+/* A waiting blob whose partial comes free while every slot is busy takes the lock and
+ * goes first when a slot frees, before the blobs queued behind it. */
+static void test_double_waiter_first(void)
+{
+    fixture_t f;
+    const char *extra[] = {"--delay", "400", NULL};
+    if (!TAP_OK(fixture_start(&f, "waiter", extra), "regfix serve --delay starts (waiter)")) {
+        fixture_stop(&f);
+        return;
+    }
+    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
+    char *ref = hero_xasprintf("%s/test/img:many", f.host);
+    resolved_t r = resolve(reg, ref, NULL, NULL);
+    char *dir = path_in("waiter");
+    mkdir(dir, 0755);
+    char *p[3];
+    for (int i = 0; i < 3; i++)
+        p[i] = hero_xasprintf("%s/%d", dir, i);
+    char *part0 = hero_xasprintf("%s.partial", p[0]);
+    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
+    fetched_t b[3];
+    memset(b, 0, sizeof b);
+    if (TAP_OK(r.img && r.img->n_layers >= 3 && locked, "waiter: blob 0's partial is locked")) {
+        for (int i = 0; i < 3; i++)
+            fetch_start(reg, ref, r.img->layers[i].digest, r.img->layers[i].size, p[i], &b[i]);
+        int never = 0;
+        run_until_ms(&never, 1, 100); /* 0 waits, 1 downloads (400 ms), 2 is queued */
+        close(other); /* free while the one slot is busy */
+        other = -1;
+        bool all = run_until_ms(&b[0].calls, 1, 5000) && run_until_ms(&b[2].calls, 1, 5000);
+        TAP_OK(all && !b[0].msg && !b[1].msg && !b[2].msg &&
+                   file_has_digest(p[0], r.img->layers[0].digest),
+               "waiter: all three downloaded");
+        TAP_OK(b[1].seq < b[0].seq && b[0].seq < b[2].seq,
+               "waiter: blob 0 went before blob 2, which was queued behind it");
+        if (!(b[1].seq < b[0].seq && b[0].seq < b[2].seq))
+            printf("#   order: 0 -> %d, 1 -> %d, 2 -> %d\n", b[0].seq, b[1].seq, b[2].seq);
+    }
+    if (other >= 0)
+        close(other);
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
+    free(part0);
+    free(dir);
+    free(ref);
+    resolved_free(&r);
+    close_client(reg);
+    for (int i = 0; i < 3; i++)
+        free(b[i].msg);
     fixture_stop(&f);
 }
 
@@ -1924,6 +1984,7 @@ int main(void)
         test_double_drop();
         test_double_concurrency();
         test_double_wait_frees_slot();
+        test_double_waiter_first();
         test_double_cancel_blob();
         test_double_mirror();
         test_double_flaky();
