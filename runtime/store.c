@@ -958,7 +958,6 @@ int hero_store_overlay_release(hero_store_t *s, int64_t container_id, hero_error
     return run_done(s, st, "releasing an overlay lease", err);
 }
 
-/* The lowest host number >= 2 of `subnet` that is neither leased nor `avoid`. */
 /* The high 32 bits of the host numbers this store leases, taken from its uid (random):
  * two stores on one overlay node (two base dirs whose instances use one mycelium
  * daemon) then lease apart, which counting from ::2 in each did not. 31 bits, since
@@ -971,6 +970,8 @@ uint64_t hero_store_overlay_base(const hero_store_t *s)
     return (tag ? tag : 1) << 32;
 }
 
+/* The lowest host number >= hero_store_overlay_base(s) + 2 of `subnet` that is neither
+ * leased nor `avoid`. */
 static int overlay_pick(hero_store_t *s, const char *subnet, uint64_t avoid, uint64_t *out,
                         hero_error_t *err)
 {

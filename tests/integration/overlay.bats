@@ -194,8 +194,7 @@ mycelium_pair() {
   na=$(sqlite3 "$T/A/hero.db" "SELECT json_extract(value, '\$.subnet') FROM meta WHERE key='overlay.ov${N}A'")
   [ "${a%:*}" != "${b%:*}" ]
   # in the node's /64, the first host number of the store's own range (::T:T:0:2)
-  [ "$(cut -d: -f1-4 <<< "$a")::/64" = "$na" ]
-  [[ "$a" == *:0:2 ]]
+  python3 -c 'import ipaddress as i, sys; a = i.ip_address(sys.argv[1]); assert a in i.ip_network(sys.argv[2]) and int(a) & 0xffffffff == 2, sys.argv' "$a" "$na"
   run fetch B cli "$a"
   echo "# fetch: $output" >&2
   [ "$status" -eq 0 ]
@@ -294,7 +293,7 @@ EOF
   echo "# s1 $a1 (base dir A), s9 $a9 (base dir A2)" >&2
   # both in the node's /64, each container id 1 of its store, and not one address
   [ -n "$a1" ] && [ -n "$a9" ] && [ "$a1" != "$a9" ]
-  [ "$(cut -d: -f1-4 <<< "$a1")" = "$(cut -d: -f1-4 <<< "$a9")" ]
+  python3 -c 'import ipaddress as i, sys; assert i.ip_network(sys.argv[1] + "/64", False) == i.ip_network(sys.argv[2] + "/64", False), sys.argv' "$a1" "$a9"
   run fetch B cli "$a1"
   [ "$status" -eq 0 ] && [ "$output" = s1 ]
   run fetch B cli "$a9"
