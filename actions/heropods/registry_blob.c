@@ -304,6 +304,15 @@ static void blob_transfer(reg_blob_t *b)
 
 #define WAIT_POLL_MS 50
 
+/* Fails the operation: PATH.partial could not be made or locked (errno e). */
+static void partial_failed(reg_blob_t *b, int e)
+{
+    hero_error_t err = HERO_ERROR_INIT;
+    hero_error_set(&err, e, "cannot create %s", b->partial);
+    blob_fail(b, &err);
+    hero_error_clear(&err);
+}
+
 static void blob_start(reg_blob_t *b);
 
 /* A poll of a blob that waits for another process's download (and holds no slot):
@@ -327,10 +336,7 @@ static void on_wait(uv_timer_t *t)
             return; /* still the other process's */
         wait_stop(b);
         if (got < 0) {
-            hero_error_t e = HERO_ERROR_INIT;
-            hero_error_set(&e, errno, "cannot create %s", b->partial);
-            blob_fail(b, &e);
-            hero_error_clear(&e);
+            partial_failed(b, errno);
             return;
         }
         b->next = r->queue_head;
@@ -388,10 +394,7 @@ static void blob_start(reg_blob_t *b)
         return;
     }
     if (t < 0) {
-        hero_error_t e = HERO_ERROR_INIT;
-        hero_error_set(&e, errno, "cannot create %s", b->partial);
-        blob_fail(b, &e);
-        hero_error_clear(&e);
+        partial_failed(b, errno);
         return;
     }
     blob_transfer(b);
