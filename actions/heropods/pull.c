@@ -734,7 +734,9 @@ static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
  * such a blob and finds it gone fetches it again: apply_work's ENOENT.) */
 static void pull_abort(pull_t *p, hero_error_t *err)
 {
-    for (size_t i = 0; i < p->njobs; i++) {
+    /* the last layers first: those are the ones queued, so that cancelling the
+     * earlier ones in flight does not hand their slots to them */
+    for (size_t i = p->njobs; i-- > 0;) {
         layer_job_t *j = &p->jobs[i];
         if (j->fetching) {
             blob_fetch_t *orphan = NULL;

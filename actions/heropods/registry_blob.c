@@ -12,8 +12,9 @@
  * it with nothing fetched, or until the lock is free again (the other download failed,
  * or its hero was killed), when it takes the partial over and starts over. It gives
  * its download slot back while it waits, so that the other downloads go on; a poll
- * that finds the lock free takes it, and the blob goes to the head of the queue (or
- * starts at once, when a slot is free).
+ * that finds the lock free starts it at once when a slot is free, and else puts it at
+ * the head of the queue without taking the lock (another process with a slot free may
+ * take the partial over meanwhile, and this one waits for that one again).
  *
  * Ownership: an operation holds a reference on the client from the call until its
  * callback has returned; while it runs, the request in flight points back at it. */
@@ -315,10 +316,22 @@ static void partial_failed(reg_blob_t *b, int e)
 
 static void blob_start(reg_blob_t *b);
 
+/* Whether nobody holds PATH.partial's lock (or it is gone): taken and let go at once,
+ * the file untouched. */
+static bool partial_free(const reg_blob_t *b)
+{
+    int fd = open(b->partial, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return true;
+    bool free_ = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    close(fd); /* (and the lock with it) */
+    return free_;
+}
+
 /* A poll of a blob that waits for another process's download (and holds no slot):
  * done when PATH is there; else, when a slot is free, it takes it and looks at the
- * partial again; when none is, it takes the partial's lock if it is free, and waits at
- * the head of the queue with it (blob_start then goes on with the lock it has). */
+ * partial again; when none is and the partial is free, it goes to the head of the
+ * queue (pump gives it the next slot, and blob_start looks again). */
 static void on_wait(uv_timer_t *t)
 {
     reg_blob_t *b = t->data;
@@ -331,14 +344,9 @@ static void on_wait(uv_timer_t *t)
     if (r->closing)
         return;
     if (r->downloads >= r->max_downloads) {
-        int got = partial_take(b);
-        if (got == 0)
+        if (!partial_free(b))
             return; /* still the other process's */
         wait_stop(b);
-        if (got < 0) {
-            partial_failed(b, errno);
-            return;
-        }
         b->next = r->queue_head;
         r->queue_head = b;
         if (!r->queue_tail)
@@ -362,8 +370,7 @@ static void blob_start(reg_blob_t *b)
     hero_registry_t *r = b->r;
     if (!b->partial)
         b->partial = hero_xasprintf("%s.partial", b->path);
-    /* (a blob that waited may hold the partial's lock already: on_wait took it) */
-    int t = b->fd >= 0 ? 1 : access(b->path, F_OK) == 0 ? 2 : partial_take(b);
+    int t = access(b->path, F_OK) == 0 ? 2 : partial_take(b);
     if (t == 1 && access(b->path, F_OK) == 0) {
         /* made by another process between the two looks: ours is not needed */
         unlink(b->partial);
@@ -424,10 +431,11 @@ void reg_blob_cancel_queued(hero_registry_t *r)
 {
     while (r->waiting) {
         reg_blob_t *b = r->waiting;
+        wait_stop(b);
         hero_error_t e = HERO_ERROR_INIT;
         reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
                  b->digest);
-        blob_finish(b, &e); /* (blob_free stops the wait, taking it off the list) */
+        blob_finish(b, &e);
         hero_error_clear(&e);
     }
     while (r->queue_head) {
@@ -438,7 +446,7 @@ void reg_blob_cancel_queued(hero_registry_t *r)
         hero_error_t e = HERO_ERROR_INIT;
         reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
                  b->digest);
-        blob_fail(b, &e); /* (a queued blob may hold its partial: see on_wait) */
+        blob_finish(b, &e);
         hero_error_clear(&e);
     }
 }
@@ -447,7 +455,7 @@ static void blob_cancelled(reg_blob_t *b)
 {
     hero_error_t e = HERO_ERROR_INIT;
     reg_fail(&e, ECANCELED, "blob %s: cancelled", b->digest);
-    blob_fail(b, &e); /* (a queued blob may hold its partial: see on_wait) */
+    blob_finish(b, &e); /* (queued or waiting: no partial of its own) */
     hero_error_clear(&e);
 }
 
@@ -474,7 +482,8 @@ void hero_registry_cancel_blob(hero_registry_t *r, hero_registry_blob_cb cb, voi
     }
     for (reg_blob_t *b = r->waiting; b; b = b->wait_next)
         if (b->cb == cb && b->data == data) {
-            blob_cancelled(b); /* (blob_free stops the wait, taking it off the list) */
+            wait_stop(b); /* first: the callback may cancel again, and find nothing */
+            blob_cancelled(b);
             reg_unref(r);
             return;
         }

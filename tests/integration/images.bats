@@ -714,7 +714,8 @@ EOF
 !!heropods.image_pull name:'sb' ref:'$RF/test/sb:sb'
 EOF
   "$HERO" run "$BASE/c.hs" > "$BASE/c.out" 2>&1 &
-  local pc=$! rc=0 gone=0
+  PA=$! # (teardown ends it, should a check below fail)
+  local rc=0 gone=0 n=100
   log_waits "GET /v2/test/sb/blobs/$layer_b "
   # sb has failed: its download is cancelled at once (its partial goes), not left to
   # run beside sa until sa ends
@@ -723,9 +724,15 @@ EOF
     sleep 0.05
   done
   held # (sa is still in flight)
-  kill -0 "$pc"
+  kill -0 "$PA"
   [ "$gone" -eq 1 ] || { echo "sb's partial is still there 2 s after sb failed" >&2; false; }
-  wait "$pc" || rc=$?
+  # sa ends when its config comes (4 s after it was asked for): 10 s at most
+  while kill -0 "$PA" 2> /dev/null && [ "$n" -gt 0 ]; do
+    sleep 0.1
+    n=$((n - 1))
+  done
+  [ "$n" -gt 0 ] || { echo "hero still runs 10 s later" >&2; false; }
+  wait "$PA" || rc=$?
   [ "$rc" -eq 1 ] || { cat "$BASE/c.out" >&2; false; }
   has_image sa
   no_image sb

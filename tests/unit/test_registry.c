@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -43,7 +44,7 @@
 static uv_loop_t loop;
 static char tmp[PATH_MAX];
 static char regfix[PATH_MAX];
-static pid_t pids[16];
+static pid_t pids[64];
 static int n_pids;
 
 /* ---- process and file helpers (blocking: the loop is not running here) ---- */
@@ -115,7 +116,7 @@ static pid_t start_bg(const char *const *argv, int *out_fd, const char *logfile)
         close(pp[1]);
         *out_fd = pp[0];
     }
-    if (pid > 0)
+    if (pid > 0 && n_pids < (int)(sizeof(pids) / sizeof(pids[0])))
         pids[n_pids++] = pid;
     return pid;
 }
@@ -1210,6 +1211,20 @@ static void test_double_waiter_first(void)
     fixture_stop(&f);
 }
 
+/* A callback that cancels its own download again (which has ended by then). */
+typedef struct recancel {
+    hero_registry_t *reg;
+    int calls;
+} recancel_t;
+
+static void on_recancel(hero_error_t *err, void *data)
+{
+    (void)err;
+    recancel_t *c = data;
+    if (++c->calls == 1)
+        hero_registry_cancel_blob(c->reg, on_recancel, c);
+}
+
 /* hero_registry_cancel_blob: a queued download, one waiting for another process's, and
  * one whose request is in flight each end with ECANCELED at once; the partial of the
  * one in flight is removed. */
@@ -1253,6 +1268,19 @@ static void test_double_cancel_blob(void)
                "cancel: the one in flight ends, its partial removed");
         hero_registry_cancel_blob(reg, on_fetched, &b[1]); /* ended: nothing happens */
         TAP_OK(b[1].calls == 1, "cancel: a download that ended is not called again");
+        /* one more that waits (blob 0 is still locked), whose callback cancels it again */
+        recancel_t rc = {.reg = reg};
+        hero_ref_t hr;
+        if (hero_ref_parse(ref, &hr, NULL) == 0) {
+            hero_registry_blob_opts_t o = {.digest = r.img->layers[0].digest,
+                                           .size = r.img->layers[0].size, .path = p[0]};
+            hero_registry_fetch_blob(reg, &hr, &o, on_recancel, &rc);
+            hero_ref_free(&hr);
+        }
+        run_until_ms(&never, 1, 100);
+        hero_registry_cancel_blob(reg, on_recancel, &rc);
+        TAP_OK(rc.calls == 1, "cancel: a callback that cancels its own download again is "
+                              "called once");
     }
     if (other >= 0)
         close(other);
@@ -1265,6 +1293,70 @@ static void test_double_cancel_blob(void)
     free(ref);
     resolved_free(&r);
     close_client(reg);
+    fixture_stop(&f);
+}
+
+/* Two processes (two clients: flock locks are per open file) wait for a third one's
+ * download of blob 0: A has its one slot busy with blob 1, B has slots free. When the
+ * third lets go, B takes blob 0 over; A, busy, does not lock it meanwhile (it waits for
+ * B then, and finds it done). */
+static void test_double_busy_waiter_leaves_lock(void)
+{
+    fixture_t f;
+    const char *extra[] = {"--delay", "1500", NULL};
+    if (!TAP_OK(fixture_start(&f, "busy", extra), "regfix serve --delay starts (busy)")) {
+        fixture_stop(&f);
+        return;
+    }
+    hero_registry_t *ra = client(&(hero_registry_config_t){.max_downloads = 1});
+    hero_registry_t *rb = client(NULL);
+    char *ref = hero_xasprintf("%s/test/img:many", f.host);
+    resolved_t r = resolve(ra, ref, NULL, NULL);
+    char *dir = path_in("busy");
+    mkdir(dir, 0755);
+    char *p0 = hero_xasprintf("%s/0", dir), *p1 = hero_xasprintf("%s/1", dir);
+    char *part0 = hero_xasprintf("%s.partial", p0);
+    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
+    fetched_t a0, a1, b0;
+    memset(&a0, 0, sizeof a0);
+    memset(&a1, 0, sizeof a1);
+    memset(&b0, 0, sizeof b0);
+    if (TAP_OK(r.img && r.img->n_layers >= 2 && locked, "busy: blob 0's partial is locked")) {
+        fetch_start(ra, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &a0);
+        fetch_start(ra, ref, r.img->layers[1].digest, r.img->layers[1].size, p1, &a1);
+        fetch_start(rb, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &b0);
+        int never = 0;
+        run_until_ms(&never, 1, 100);
+        close(other);
+        other = -1;
+        bool all = run_until_ms(&a0.calls, 1, 8000) && run_until_ms(&b0.calls, 1, 8000) &&
+                   run_until_ms(&a1.calls, 1, 8000);
+        TAP_OK(all && !a0.msg && !a1.msg && !b0.msg && file_has_digest(p0, r.img->layers[0].digest),
+               "busy: everything arrives");
+        hero_registry_stats_t sa, sb;
+        hero_registry_stats(ra, &sa);
+        hero_registry_stats(rb, &sb);
+        uint64_t x = (uint64_t)r.img->layers[0].size, y = (uint64_t)r.img->layers[1].size;
+        TAP_OK(sb.blob_bytes == x && sa.blob_bytes == y,
+               "busy: B, with a slot free, took blob 0 over; A did not hold it while busy");
+        if (!(sb.blob_bytes == x && sa.blob_bytes == y))
+            printf("#   bytes: A %" PRIu64 ", B %" PRIu64 " (blob 0: %" PRIu64 ", 1: %" PRIu64
+                   ")\n", sa.blob_bytes, sb.blob_bytes, x, y);
+    }
+    if (other >= 0)
+        close(other);
+    free(p0);
+    free(p1);
+    free(part0);
+    free(dir);
+    free(ref);
+    resolved_free(&r);
+    close_client(ra);
+    close_client(rb);
+    free(a0.msg);
+    free(a1.msg);
+    free(b0.msg);
     fixture_stop(&f);
 }
 
@@ -1985,6 +2077,7 @@ int main(void)
         test_double_concurrency();
         test_double_wait_frees_slot();
         test_double_waiter_first();
+        test_double_busy_waiter_leaves_lock();
         test_double_cancel_blob();
         test_double_mirror();
         test_double_flaky();
