@@ -1106,109 +1106,171 @@ static void test_double_concurrency(void)
     fixture_stop(&f);
 }
 
+/* ---- blobs that wait for another process's download ----
+ *
+ * The setup they share: regfix (holding every blob GET delay_ms) serving test/img:many,
+ * a client with `slots` download slots (0: the default), the image resolved, a
+ * directory for the blobs, and blob 0's partial locked as another process would. */
+typedef struct waiting {
+    fixture_t f;
+    hero_registry_t *reg;
+    char *ref, *dir, *p[3], *part0;
+    resolved_t r;
+    int other;                  /* the "other process's" lock on part0; -1: let go */
+} waiting_t;
+
+static bool waiting_start(waiting_t *w, const char *name, const char *delay_ms, unsigned slots)
+{
+    memset(w, 0, sizeof(*w));
+    w->other = -1;
+    const char *extra[] = {"--delay", delay_ms, NULL};
+    char *what = hero_xasprintf("%s: regfix serve starts", name);
+    bool up = TAP_OK(fixture_start(&w->f, name, delay_ms ? extra : NULL), what);
+    free(what);
+    if (!up) {
+        fixture_stop(&w->f);
+        return false;
+    }
+    w->reg = client(&(hero_registry_config_t){.max_downloads = slots});
+    w->ref = hero_xasprintf("%s/test/img:many", w->f.host);
+    w->r = resolve(w->reg, w->ref, NULL, NULL);
+    w->dir = path_in("%s", name);
+    mkdir(w->dir, 0755);
+    for (int i = 0; i < 3; i++)
+        w->p[i] = hero_xasprintf("%s/%d", w->dir, i);
+    w->part0 = hero_xasprintf("%s.partial", w->p[0]);
+    w->other = open(w->part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool locked = w->other >= 0 && flock(w->other, LOCK_EX | LOCK_NB) == 0;
+    what = hero_xasprintf("%s: blob 0's partial is locked", name);
+    bool ok = TAP_OK(w->r.img && w->r.img->n_layers >= 3 && locked, what);
+    free(what);
+    return ok;
+}
+
+/* Starts fetching blob i of the image into p[i] with client reg. */
+static void waiting_fetch(waiting_t *w, hero_registry_t *reg, int i, fetched_t *f)
+{
+    fetch_start(reg, w->ref, w->r.img->layers[i].digest, w->r.img->layers[i].size, w->p[i], f);
+}
+
+/* The other process lets go of blob 0's partial. */
+static void waiting_release(waiting_t *w)
+{
+    if (w->other >= 0)
+        close(w->other);
+    w->other = -1;
+}
+
+static void waiting_stop(waiting_t *w)
+{
+    waiting_release(w);
+    close_client(w->reg);
+    for (int i = 0; i < 3; i++)
+        free(w->p[i]);
+    free(w->part0);
+    free(w->dir);
+    free(w->ref);
+    resolved_free(&w->r);
+    fixture_stop(&w->f);
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for_ms(uint64_t ms)
+{
+    int never = 0;
+    run_until_ms(&never, 1, ms);
+}
+
 /* A blob that another process is downloading (its .partial locked) waits without holding
  * one of the download slots: the other downloads go on meanwhile. */
 static void test_double_wait_frees_slot(void)
 {
-    fixture_t f;
-    if (!TAP_OK(fixture_start(&f, "wait", NULL), "regfix serve starts (waiting blobs)")) {
-        fixture_stop(&f);
-        return;
-    }
-    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
-    char *ref = hero_xasprintf("%s/test/img:many", f.host);
-    resolved_t r = resolve(reg, ref, NULL, NULL);
-    char *dir = path_in("waiting");
-    mkdir(dir, 0755);
-    char *p0 = hero_xasprintf("%s/0", dir), *p1 = hero_xasprintf("%s/1", dir);
-    char *part0 = hero_xasprintf("%s.partial", p0);
-    /* "another process" downloads blob 0: an exclusive flock on its partial */
-    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
-    fetched_t b0, b1;
-    memset(&b0, 0, sizeof b0);
-    memset(&b1, 0, sizeof b1);
-    if (TAP_OK(r.img && r.img->n_layers >= 2 && locked, "waiting: blob 0's partial is locked")) {
-        fetch_start(reg, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &b0);
-        fetch_start(reg, ref, r.img->layers[1].digest, r.img->layers[1].size, p1, &b1);
-        bool one = run_until_ms(&b1.calls, 1, 3000);
-        TAP_OK(one && !b1.msg && file_has_digest(p1, r.img->layers[1].digest) && b0.calls == 0,
+    waiting_t w;
+    fetched_t b[2] = {{0}};
+    if (waiting_start(&w, "waiting", NULL, 1)) {
+        waiting_fetch(&w, w.reg, 0, &b[0]);
+        waiting_fetch(&w, w.reg, 1, &b[1]);
+        bool one = run_until_ms(&b[1].calls, 1, 3000);
+        TAP_OK(one && !b[1].msg && file_has_digest(w.p[1], w.r.img->layers[1].digest) &&
+                   b[0].calls == 0,
                "waiting: with one download slot, blob 1 downloads while blob 0 waits");
-        close(other); /* the other process is gone: blob 0 is taken over */
-        other = -1;
-        bool zero = run_until_ms(&b0.calls, 1, 3000);
-        TAP_OK(zero && !b0.msg && file_has_digest(p0, r.img->layers[0].digest) && !exists(part0),
+        waiting_release(&w); /* the other process is gone: blob 0 is taken over */
+        bool zero = run_until_ms(&b[0].calls, 1, 3000);
+        TAP_OK(zero && !b[0].msg && file_has_digest(w.p[0], w.r.img->layers[0].digest) &&
+                   !exists(w.part0),
                "waiting: blob 0 is downloaded once the partial is free");
-        run_until_ms(&b1.calls, 1, 3000); /* (on a regression: let it end) */
+        run_until_ms(&b[1].calls, 1, 3000); /* (on a regression: let it end) */
         hero_registry_stats_t s;
-        hero_registry_stats(reg, &s);
+        hero_registry_stats(w.reg, &s);
         TAP_OK(s.max_downloads == 1, "waiting: never more than the one slot");
     }
-    if (other >= 0)
-        close(other);
-    free(p0);
-    free(p1);
-    free(part0);
-    free(dir);
-    free(ref);
-    resolved_free(&r);
-    close_client(reg);
-    free(b0.msg); /* (after the close: a wait it cancelled sets one) */
-    free(b1.msg);
-    fixture_stop(&f);
+    waiting_stop(&w);
+    free(b[0].msg); /* (after the close: a wait it cancelled sets one) */
+    free(b[1].msg);
 }
 
-/* A waiting blob whose partial comes free while every slot is busy takes the lock and
- * goes first when a slot frees, before the blobs queued behind it. */
+/* A waiting blob whose partial comes free while every slot is busy goes first when a
+ * slot frees, before the blobs queued behind it. */
 static void test_double_waiter_first(void)
 {
-    fixture_t f;
-    const char *extra[] = {"--delay", "400", NULL};
-    if (!TAP_OK(fixture_start(&f, "waiter", extra), "regfix serve --delay starts (waiter)")) {
-        fixture_stop(&f);
-        return;
-    }
-    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
-    char *ref = hero_xasprintf("%s/test/img:many", f.host);
-    resolved_t r = resolve(reg, ref, NULL, NULL);
-    char *dir = path_in("waiter");
-    mkdir(dir, 0755);
-    char *p[3];
-    for (int i = 0; i < 3; i++)
-        p[i] = hero_xasprintf("%s/%d", dir, i);
-    char *part0 = hero_xasprintf("%s.partial", p[0]);
-    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
-    fetched_t b[3];
-    memset(b, 0, sizeof b);
-    if (TAP_OK(r.img && r.img->n_layers >= 3 && locked, "waiter: blob 0's partial is locked")) {
+    waiting_t w;
+    fetched_t b[3] = {{0}};
+    if (waiting_start(&w, "waiter", "400", 1)) {
         for (int i = 0; i < 3; i++)
-            fetch_start(reg, ref, r.img->layers[i].digest, r.img->layers[i].size, p[i], &b[i]);
-        int never = 0;
-        run_until_ms(&never, 1, 100); /* 0 waits, 1 downloads (400 ms), 2 is queued */
-        close(other); /* free while the one slot is busy */
-        other = -1;
+            waiting_fetch(&w, w.reg, i, &b[i]);
+        run_for_ms(100); /* 0 waits, 1 downloads (400 ms), 2 is queued */
+        waiting_release(&w); /* free while the one slot is busy */
         bool all = run_until_ms(&b[0].calls, 1, 5000) && run_until_ms(&b[2].calls, 1, 5000);
         TAP_OK(all && !b[0].msg && !b[1].msg && !b[2].msg &&
-                   file_has_digest(p[0], r.img->layers[0].digest),
+                   file_has_digest(w.p[0], w.r.img->layers[0].digest),
                "waiter: all three downloaded");
         TAP_OK(b[1].seq < b[0].seq && b[0].seq < b[2].seq,
                "waiter: blob 0 went before blob 2, which was queued behind it");
         if (!(b[1].seq < b[0].seq && b[0].seq < b[2].seq))
             printf("#   order: 0 -> %d, 1 -> %d, 2 -> %d\n", b[0].seq, b[1].seq, b[2].seq);
     }
-    if (other >= 0)
-        close(other);
-    for (int i = 0; i < 3; i++)
-        free(p[i]);
-    free(part0);
-    free(dir);
-    free(ref);
-    resolved_free(&r);
-    close_client(reg);
+    waiting_stop(&w);
     for (int i = 0; i < 3; i++)
         free(b[i].msg);
-    fixture_stop(&f);
+}
+
+/* Two processes (two clients: flock locks are per open file) wait for a third one's
+ * download of blob 0: A has its one slot busy with blob 1, B has slots free. When the
+ * third lets go, B takes blob 0 over; A, busy, does not lock it meanwhile (it waits for
+ * B then, and finds it done). */
+static void test_double_busy_waiter_leaves_lock(void)
+{
+    waiting_t w;
+    fetched_t a0 = {0}, a1 = {0}, b0 = {0};
+    hero_registry_t *rb = NULL;
+    if (waiting_start(&w, "busy", "1500", 1)) {
+        rb = client(NULL);
+        waiting_fetch(&w, w.reg, 0, &a0);
+        waiting_fetch(&w, w.reg, 1, &a1);
+        waiting_fetch(&w, rb, 0, &b0);
+        run_for_ms(100);
+        waiting_release(&w);
+        bool all = run_until_ms(&a0.calls, 1, 8000) && run_until_ms(&b0.calls, 1, 8000) &&
+                   run_until_ms(&a1.calls, 1, 8000);
+        TAP_OK(all && !a0.msg && !a1.msg && !b0.msg &&
+                   file_has_digest(w.p[0], w.r.img->layers[0].digest),
+               "busy: everything arrives");
+        hero_registry_stats_t sa, sb;
+        hero_registry_stats(w.reg, &sa);
+        hero_registry_stats(rb, &sb);
+        uint64_t x = (uint64_t)w.r.img->layers[0].size, y = (uint64_t)w.r.img->layers[1].size;
+        TAP_OK(sb.blob_bytes == x && sa.blob_bytes == y,
+               "busy: B, with a slot free, took blob 0 over; A did not hold it while busy");
+        if (!(sb.blob_bytes == x && sa.blob_bytes == y))
+            printf("#   bytes: A %" PRIu64 ", B %" PRIu64 " (blob 0: %" PRIu64 ", 1: %" PRIu64
+                   ")\n", sa.blob_bytes, sb.blob_bytes, x, y);
+    }
+    if (rb)
+        close_client(rb);
+    waiting_stop(&w);
+    free(a0.msg);
+    free(a1.msg);
+    free(b0.msg);
 }
 
 /* A callback that cancels its own download again (which has ended by then). */
@@ -1230,134 +1292,44 @@ static void on_recancel(hero_error_t *err, void *data)
  * one in flight is removed. */
 static void test_double_cancel_blob(void)
 {
-    fixture_t f;
-    const char *extra[] = {"--delay", "3000", NULL};
-    if (!TAP_OK(fixture_start(&f, "cancel", extra), "regfix serve --delay starts (cancel)")) {
-        fixture_stop(&f);
-        return;
-    }
-    hero_registry_t *reg = client(&(hero_registry_config_t){.max_downloads = 1});
-    char *ref = hero_xasprintf("%s/test/img:many", f.host);
-    resolved_t r = resolve(reg, ref, NULL, NULL);
-    char *dir = path_in("cancel");
-    mkdir(dir, 0755);
-    char *p[3], *part[3];
-    for (int i = 0; i < 3; i++) {
-        p[i] = hero_xasprintf("%s/%d", dir, i);
-        part[i] = hero_xasprintf("%s.partial", p[i]);
-    }
-    int other = open(part[0], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
-    fetched_t b[3];
-    memset(b, 0, sizeof b);
-    if (TAP_OK(r.img && r.img->n_layers >= 3 && locked, "cancel: blob 0's partial is locked")) {
+    waiting_t w;
+    fetched_t b[3] = {{0}};
+    if (waiting_start(&w, "cancel", "3000", 1)) {
         for (int i = 0; i < 3; i++)
-            fetch_start(reg, ref, r.img->layers[i].digest, r.img->layers[i].size, p[i], &b[i]);
-        int never = 0;
-        run_until_ms(&never, 1, 300); /* blob 1's request goes out; regfix holds it */
-        TAP_OK(b[0].calls == 0 && b[1].calls == 0 && b[2].calls == 0 && exists(part[1]),
+            waiting_fetch(&w, w.reg, i, &b[i]);
+        run_for_ms(300); /* blob 1's request goes out; regfix holds it */
+        char *part1 = hero_xasprintf("%s.partial", w.p[1]);
+        TAP_OK(b[0].calls == 0 && b[1].calls == 0 && b[2].calls == 0 && exists(part1),
                "cancel: 0 waits, 1 downloads, 2 is queued");
-        hero_registry_cancel_blob(reg, on_fetched, &b[2]);
+        hero_registry_cancel_blob(w.reg, on_fetched, &b[2]);
         TAP_OK(b[2].calls == 1 && b[2].code == ECANCELED && b[0].calls == 0 && b[1].calls == 0,
                "cancel: the queued one ends at once with ECANCELED, the others go on");
-        hero_registry_cancel_blob(reg, on_fetched, &b[0]);
-        TAP_OK(b[0].calls == 1 && b[0].code == ECANCELED && exists(part[0]),
+        hero_registry_cancel_blob(w.reg, on_fetched, &b[0]);
+        TAP_OK(b[0].calls == 1 && b[0].code == ECANCELED && exists(w.part0),
                "cancel: the waiting one ends (the other process's partial stays)");
-        hero_registry_cancel_blob(reg, on_fetched, &b[1]);
-        TAP_OK(b[1].calls == 1 && b[1].code == ECANCELED && !exists(part[1]) && !exists(p[1]),
+        hero_registry_cancel_blob(w.reg, on_fetched, &b[1]);
+        TAP_OK(b[1].calls == 1 && b[1].code == ECANCELED && !exists(part1) && !exists(w.p[1]),
                "cancel: the one in flight ends, its partial removed");
-        hero_registry_cancel_blob(reg, on_fetched, &b[1]); /* ended: nothing happens */
+        hero_registry_cancel_blob(w.reg, on_fetched, &b[1]); /* ended: nothing happens */
         TAP_OK(b[1].calls == 1, "cancel: a download that ended is not called again");
+        free(part1);
         /* one more that waits (blob 0 is still locked), whose callback cancels it again */
-        recancel_t rc = {.reg = reg};
+        recancel_t rc = {.reg = w.reg};
         hero_ref_t hr;
-        if (hero_ref_parse(ref, &hr, NULL) == 0) {
-            hero_registry_blob_opts_t o = {.digest = r.img->layers[0].digest,
-                                           .size = r.img->layers[0].size, .path = p[0]};
-            hero_registry_fetch_blob(reg, &hr, &o, on_recancel, &rc);
+        if (hero_ref_parse(w.ref, &hr, NULL) == 0) {
+            hero_registry_blob_opts_t o = {.digest = w.r.img->layers[0].digest,
+                                           .size = w.r.img->layers[0].size, .path = w.p[0]};
+            hero_registry_fetch_blob(w.reg, &hr, &o, on_recancel, &rc);
             hero_ref_free(&hr);
         }
-        run_until_ms(&never, 1, 100);
-        hero_registry_cancel_blob(reg, on_recancel, &rc);
+        run_for_ms(100);
+        hero_registry_cancel_blob(w.reg, on_recancel, &rc);
         TAP_OK(rc.calls == 1, "cancel: a callback that cancels its own download again is "
                               "called once");
     }
-    if (other >= 0)
-        close(other);
-    for (int i = 0; i < 3; i++) {
+    waiting_stop(&w);
+    for (int i = 0; i < 3; i++)
         free(b[i].msg);
-        free(p[i]);
-        free(part[i]);
-    }
-    free(dir);
-    free(ref);
-    resolved_free(&r);
-    close_client(reg);
-    fixture_stop(&f);
-}
-
-/* Two processes (two clients: flock locks are per open file) wait for a third one's
- * download of blob 0: A has its one slot busy with blob 1, B has slots free. When the
- * third lets go, B takes blob 0 over; A, busy, does not lock it meanwhile (it waits for
- * B then, and finds it done). */
-static void test_double_busy_waiter_leaves_lock(void)
-{
-    fixture_t f;
-    const char *extra[] = {"--delay", "1500", NULL};
-    if (!TAP_OK(fixture_start(&f, "busy", extra), "regfix serve --delay starts (busy)")) {
-        fixture_stop(&f);
-        return;
-    }
-    hero_registry_t *ra = client(&(hero_registry_config_t){.max_downloads = 1});
-    hero_registry_t *rb = client(NULL);
-    char *ref = hero_xasprintf("%s/test/img:many", f.host);
-    resolved_t r = resolve(ra, ref, NULL, NULL);
-    char *dir = path_in("busy");
-    mkdir(dir, 0755);
-    char *p0 = hero_xasprintf("%s/0", dir), *p1 = hero_xasprintf("%s/1", dir);
-    char *part0 = hero_xasprintf("%s.partial", p0);
-    int other = open(part0, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    bool locked = other >= 0 && flock(other, LOCK_EX | LOCK_NB) == 0;
-    fetched_t a0, a1, b0;
-    memset(&a0, 0, sizeof a0);
-    memset(&a1, 0, sizeof a1);
-    memset(&b0, 0, sizeof b0);
-    if (TAP_OK(r.img && r.img->n_layers >= 2 && locked, "busy: blob 0's partial is locked")) {
-        fetch_start(ra, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &a0);
-        fetch_start(ra, ref, r.img->layers[1].digest, r.img->layers[1].size, p1, &a1);
-        fetch_start(rb, ref, r.img->layers[0].digest, r.img->layers[0].size, p0, &b0);
-        int never = 0;
-        run_until_ms(&never, 1, 100);
-        close(other);
-        other = -1;
-        bool all = run_until_ms(&a0.calls, 1, 8000) && run_until_ms(&b0.calls, 1, 8000) &&
-                   run_until_ms(&a1.calls, 1, 8000);
-        TAP_OK(all && !a0.msg && !a1.msg && !b0.msg && file_has_digest(p0, r.img->layers[0].digest),
-               "busy: everything arrives");
-        hero_registry_stats_t sa, sb;
-        hero_registry_stats(ra, &sa);
-        hero_registry_stats(rb, &sb);
-        uint64_t x = (uint64_t)r.img->layers[0].size, y = (uint64_t)r.img->layers[1].size;
-        TAP_OK(sb.blob_bytes == x && sa.blob_bytes == y,
-               "busy: B, with a slot free, took blob 0 over; A did not hold it while busy");
-        if (!(sb.blob_bytes == x && sa.blob_bytes == y))
-            printf("#   bytes: A %" PRIu64 ", B %" PRIu64 " (blob 0: %" PRIu64 ", 1: %" PRIu64
-                   ")\n", sa.blob_bytes, sb.blob_bytes, x, y);
-    }
-    if (other >= 0)
-        close(other);
-    free(p0);
-    free(p1);
-    free(part0);
-    free(dir);
-    free(ref);
-    resolved_free(&r);
-    close_client(ra);
-    close_client(rb);
-    free(a0.msg);
-    free(a1.msg);
-    free(b0.msg);
-    fixture_stop(&f);
 }
 
 /* 503s are retried; a mirror maps docker.io names onto the double */
