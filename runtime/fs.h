@@ -9,10 +9,11 @@
 /* mkdir -p: creates path and its missing parents with mode (existing ones stay). */
 int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err);
 
-/* rm -rf for hero's own trees: never follows a symlink, never crosses into another
- * file system (a mount found inside is an error, not something to delete through),
- * and a name that vanishes meanwhile is fine, so two processes may remove the same
- * leftover at once. A missing path is fine. Thread-safe. */
+/* rm -rf for hero's own trees (runtime/fs_rmtree.c): never follows a symlink, never
+ * crosses into another mount, a bind mount of the same file system too (a mount found
+ * inside stops the removal with an error: "refusing to remove 'P': a file system is
+ * mounted there"), and a name that vanishes meanwhile is fine, so two processes may
+ * remove the same leftover at once. A missing path is fine. Thread-safe. */
 int hero_fs_rmtree(const char *path, hero_error_t *err);
 
 /* Writes a whole file in place (created, or truncated and rewritten): for a file

@@ -18,6 +18,7 @@
 #include "image.h"
 #include "oci.h"
 #include "pods.h"
+#include "runtime/fs.h"
 #include "runtime/sched.h"
 #include "spec.h"
 
@@ -412,7 +413,7 @@ static void new_create(op_t *op)
     if (rc < 0 && r.id) {
         /* the directories may exist although their record was rolled back */
         char *dir = hero_pods_ctr_dir(op->in, r.id);
-        hero_pods_rmtree(dir, NULL);
+        hero_fs_rmtree(dir, NULL);
         free(dir);
     }
     free(spec);

@@ -95,8 +95,6 @@ int hero_pods_write_etc(const hero_pods_instance_t *in, int64_t id, const char *
                         hero_error_t *err);
 /* Clears <ctr dir>/run (hero-init's status from an earlier start). */
 int hero_pods_clear_run(const hero_pods_instance_t *in, int64_t id, hero_error_t *err);
-/* Removes a directory tree (no error when it is already gone). */
-int hero_pods_rmtree(const char *path, hero_error_t *err);
 
 /* ---- the network of instances and containers (ctrnet.c) ---- */
 /* Reads bridge_name, subnet, gateway_ip and nat from settings JSON (defaults for

@@ -7,6 +7,7 @@
 #include <sys/mount.h>
 
 #include "pods.h"
+#include "runtime/fs.h"
 
 typedef struct teardown {
     uv_loop_t *loop;
@@ -85,7 +86,7 @@ static void teardown_step(teardown_t *td)
         }
         break;
     case HERO_OBJ_DIR:
-        if (hero_pods_rmtree(o->ref, &e) < 0) {
+        if (hero_fs_rmtree(o->ref, &e) < 0) {
             teardown_end(td, -1, &e);
             return;
         }

@@ -1,0 +1,169 @@
+/* hero_fs_rmtree (runtime/fs_rmtree.c): removes hero's own trees, never through a
+ * symlink or into another mount, and deep trees too. The mount cases run in a mount
+ * namespace of the test's own (root only), so nothing is left mounted on the host. */
+#include "runtime/fs.h"
+#include "tests/unit/tap.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char base[] = "/tmp/hero-fs-test.XXXXXX";
+
+static char *P(const char *fmt, const char *a)
+{
+    char *rel = hero_xasprintf(fmt, a);
+    char *p = hero_xasprintf("%s/%s", base, rel);
+    free(rel);
+    return p;
+}
+
+static bool exists(const char *p)
+{
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+static void touch(const char *p)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        if (write(fd, "x", 1) != 1)
+            perror("write");
+        close(fd);
+    }
+}
+
+static void mk(const char *p)
+{
+    hero_mkdir_p(p, 0755, NULL);
+}
+
+static void plain_trees(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char *missing = P("%s", "nothing-here");
+    TAP_OK(hero_fs_rmtree(missing, &e) == 0 && !e.msg, "a missing path is fine");
+    free(missing);
+
+    char *file = P("%s", "a-file");
+    touch(file);
+    TAP_OK(hero_fs_rmtree(file, &e) == 0 && !exists(file), "a file is removed");
+    free(file);
+
+    /* outside the tree: what its symlinks point at */
+    char *out = P("%s", "outside"), *outf = P("%s", "outside/keep");
+    mk(out);
+    touch(outf);
+    char *t = P("%s", "tree");
+    char *sub = P("%s", "tree/a/b/c"), *f1 = P("%s", "tree/a/b/c/f"), *f2 = P("%s", "tree/a/g");
+    char *l1 = P("%s", "tree/a/to-outside"), *l2 = P("%s", "tree/a/b/to-keep");
+    char *fifo = P("%s", "tree/a/b/fifo"), *ro = P("%s", "tree/ro"), *rof = P("%s", "tree/ro/f");
+    mk(sub);
+    touch(f1);
+    touch(f2);
+    if (symlink(out, l1) < 0 || symlink(outf, l2) < 0 || mkfifo(fifo, 0600) < 0)
+        perror("setup");
+    mk(ro);
+    touch(rof);
+    chmod(ro, 0500);
+    TAP_OK(hero_fs_rmtree(t, &e) == 0 && !e.msg && !exists(t),
+           "a tree with files, symlinks, a fifo and a read-only directory is removed");
+    TAP_OK(exists(outf), "what its symlinks point at is left alone");
+    if (e.msg)
+        printf("#   %s\n", e.msg);
+    hero_error_clear(&e);
+    free(sub);
+    free(f1);
+    free(f2);
+    free(l1);
+    free(l2);
+    free(fifo);
+    free(ro);
+    free(rof);
+
+    /* deeper than the fds it keeps open (the rest goes to nftw) */
+    size_t cap = 4096;
+    char *deep = hero_xmalloc(cap);
+    snprintf(deep, cap, "%s/deep", base);
+    for (int i = 0; i < 70; i++)
+        strncat(deep, "/d", cap - strlen(deep) - 1);
+    mk(deep);
+    char *leaf = hero_xasprintf("%s/leaf", deep);
+    touch(leaf);
+    char *top = P("%s", "deep");
+    TAP_OK(exists(leaf) && hero_fs_rmtree(top, &e) == 0 && !exists(top),
+           "a tree 70 directories deep is removed");
+    hero_error_clear(&e);
+    free(leaf);
+    free(deep);
+    free(top);
+    free(t);
+    hero_fs_rmtree(out, NULL);
+    free(out);
+    free(outf);
+}
+
+static void mounts(void)
+{
+    if (geteuid() != 0) {
+        TAP_SKIP("mount cases: need root (a mount namespace of their own)");
+        return;
+    }
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        TAP_SKIP("mount cases: cannot make a private mount namespace");
+        return;
+    }
+    hero_error_t e = HERO_ERROR_INIT;
+    /* a bind mount of the same file system inside the tree: st_dev is the same */
+    char *src = P("%s", "src"), *keep = P("%s", "src/keep");
+    char *t = P("%s", "mtree"), *mp = P("%s", "mtree/x/mnt"), *other = P("%s", "mtree/y/f");
+    mk(src);
+    touch(keep);
+    mk(mp);
+    char *ydir = P("%s", "mtree/y");
+    mk(ydir);
+    touch(other);
+    bool bound = mount(src, mp, NULL, MS_BIND, NULL) == 0;
+    if (TAP_OK(bound, "a bind mount inside the tree")) {
+        int rc = hero_fs_rmtree(t, &e);
+        TAP_OK(rc < 0 && e.msg && strstr(e.msg, "a file system is mounted there") &&
+                   strstr(e.msg, "mtree/x/mnt"),
+               "a tree with a mount inside is not removed: the error names the mount");
+        if (e.msg)
+            printf("#   %s\n", e.msg);
+        TAP_OK(exists(keep), "nothing is removed through the mount");
+        hero_error_clear(&e);
+        umount2(mp, MNT_DETACH);
+        TAP_OK(hero_fs_rmtree(t, &e) == 0 && !exists(t) && exists(keep),
+               "once unmounted, the tree goes (and the bound directory stays)");
+        hero_error_clear(&e);
+    }
+    hero_fs_rmtree(t, NULL);
+    hero_fs_rmtree(src, NULL);
+    free(src);
+    free(keep);
+    free(t);
+    free(mp);
+    free(other);
+    free(ydir);
+}
+
+int main(void)
+{
+    if (!mkdtemp(base)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    plain_trees();
+    mounts();
+    hero_fs_rmtree(base, NULL);
+    return tap_done();
+}
