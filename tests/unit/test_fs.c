@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,7 +74,8 @@ static void plain_trees(void)
         perror("setup");
     mk(ro);
     touch(rof);
-    chmod(ro, 0500);
+    if (geteuid() == 0)
+        chmod(ro, 0500); /* (root removes what is in it all the same) */
     TAP_OK(hero_fs_rmtree(t, &e) == 0 && !e.msg && !exists(t),
            "a tree with files, symlinks, a fifo and a read-only directory is removed");
     TAP_OK(exists(outf), "what its symlinks point at is left alone");
@@ -109,6 +111,62 @@ static void plain_trees(void)
     hero_fs_rmtree(out, NULL);
     free(out);
     free(outf);
+}
+
+/* Makes `levels` directories one in the other under dir, each named `name`, by fds
+ * (a full path could pass PATH_MAX), with a file at the bottom. */
+static bool make_deep(const char *dir, int levels, const char *name)
+{
+    mk(dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; fd >= 0 && i < levels; i++) {
+        int next = mkdirat(fd, name, 0755) == 0 ? openat(fd, name, O_RDONLY | O_DIRECTORY |
+                                                                        O_CLOEXEC)
+                                                : -1;
+        close(fd);
+        fd = next;
+    }
+    if (fd < 0)
+        return false;
+    int f = openat(fd, "leaf", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    close(fd);
+    if (f < 0)
+        return false;
+    close(f);
+    return true;
+}
+
+static void deep_trees(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    /* names of 200 characters, 30 deep: 6000 characters, past PATH_MAX */
+    char name[201];
+    memset(name, 'n', 200);
+    name[200] = 0;
+    char *longt = P("%s", "long");
+    TAP_OK(make_deep(longt, 30, name) && hero_fs_rmtree(longt, &e) == 0 && !exists(longt),
+           "a tree whose paths are longer than PATH_MAX is removed");
+    if (e.msg)
+        printf("#   %s\n", e.msg);
+    hero_error_clear(&e);
+    hero_fs_rmtree(longt, NULL);
+    free(longt);
+
+    /* 600 deep with at most 64 fds: a directory deep down does not keep its fd */
+    struct rlimit old, low = {64, 64};
+    getrlimit(RLIMIT_NOFILE, &old);
+    char *deep = P("%s", "fds");
+    bool made = make_deep(deep, 600, "d");
+    low.rlim_max = old.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &low);
+    int rc = made ? hero_fs_rmtree(deep, &e) : -1;
+    setrlimit(RLIMIT_NOFILE, &old);
+    TAP_OK(made && rc == 0 && !exists(deep), "a tree 600 deep is removed with 64 fds at most");
+    if (e.msg)
+        printf("#   %s\n", e.msg);
+    hero_error_clear(&e);
+    hero_fs_rmtree(deep, NULL);
+    free(deep);
 }
 
 static void mounts(void)
@@ -147,6 +205,44 @@ static void mounts(void)
         hero_error_clear(&e);
     }
     hero_fs_rmtree(t, NULL);
+
+    /* mounts deep down (where directories let go of their fds) and on the path itself */
+    static const int depths[] = {47, 48, 49, 60};
+    for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+        char *dt = P("%s", "dtree");
+        size_t cap = 512;
+        char *m = hero_xmalloc(cap);
+        snprintf(m, cap, "%s", dt);
+        for (int k = 0; k < depths[i]; k++)
+            strncat(m, "/d", cap - strlen(m) - 1);
+        mk(m);
+        bool ok = mount(src, m, NULL, MS_BIND, NULL) == 0;
+        int rc = ok ? hero_fs_rmtree(dt, &e) : 0;
+        char *what = hero_xasprintf("a bind mount %d directories down: refused, nothing "
+                                    "removed through it", depths[i]);
+        TAP_OK(ok && rc < 0 && e.msg && strstr(e.msg, "mounted there") && exists(keep), what);
+        if (e.msg && rc == 0)
+            printf("#   %s\n", e.msg);
+        free(what);
+        hero_error_clear(&e);
+        if (ok)
+            umount2(m, MNT_DETACH);
+        hero_fs_rmtree(dt, NULL);
+        free(m);
+        free(dt);
+    }
+    char *self = P("%s", "self");
+    mk(self);
+    bool ok = mount(src, self, NULL, MS_BIND, NULL) == 0;
+    TAP_OK(ok && hero_fs_rmtree(self, &e) < 0 && e.msg && strstr(e.msg, "mounted there") &&
+               exists(keep),
+           "a path that is itself a mount is refused");
+    hero_error_clear(&e);
+    if (ok)
+        umount2(self, MNT_DETACH);
+    hero_fs_rmtree(self, NULL);
+    free(self);
+
     hero_fs_rmtree(src, NULL);
     free(src);
     free(keep);
@@ -163,6 +259,7 @@ int main(void)
         return 1;
     }
     plain_trees();
+    deep_trees();
     mounts();
     hero_fs_rmtree(base, NULL);
     return tap_done();
