@@ -8,11 +8,12 @@
  * nor removed; the removal stops there and fails, as a container's root that is still
  * mounted must make it (its image would be emptied otherwise).
  *
- * Down to RM_FD_DEPTH levels each directory's fd stays open while its subdirectories
- * are emptied; deeper, a directory lets go of its fd while below, and comes back to it
- * by ".." (checked to be the same directory), so a tree of any depth needs a bounded
- * number of fds. The C stack holds little per level: the getdents buffers are on the
- * heap. */
+ * The first RM_FD_DEPTH levels keep their directory's fd open (and their place in
+ * it) while a subdirectory is emptied (rm_below). Deeper, a directory is left (its fd
+ * closed) for its first subdirectory and come back to by ".." once that is empty
+ * (checked to be the same directory), then read again from its start (rm_tree): a
+ * tree of any depth and any path length takes a bounded number of fds and no more
+ * stack than those levels. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,10 +43,10 @@ struct rm_open_how {
 typedef struct rmtree {
     char *path;        /* of the directory being emptied, for messages */
     size_t len, cap;
-    int depth;
 } rmtree_t;
 
-/* Directories that keep their fd open while below them. */
+/* Directories whose fd stays open while their subdirectories are emptied (rm_below);
+ * below them, rm_tree. And the size of a getdents buffer. */
 enum { RM_FD_DEPTH = 48, RM_DENTS = 8192 };
 
 /* Whether openat2 can be used: not before Linux 5.6, nor where a seccomp filter
@@ -132,16 +133,142 @@ static int rm_mounted(rmtree_t *t, const char *name, hero_error_t *err)
                           t->path);
 }
 
-/* Empties directory fd (t->path; on device dev) and closes fd. With up, it opens its
- * parent (by "..") into *up first. */
-static int rm_below(rmtree_t *t, int fd, dev_t dev, int *up, hero_error_t *err)
+/* One pass over directory fd: files, links and nodes removed; *sub set to the first
+ * subdirectory met (opened, its name in *subname, malloc'd), or -1 when there is none
+ * left. */
+static int rm_pass(rmtree_t *t, int fd, dev_t dev, char *buf, int *sub, char **subname,
+                   hero_error_t *err)
+{
+    *sub = -1;
+    *subname = NULL;
+    for (;;) {
+        /* entries removed while reading are not seen again; the ones not read yet
+         * still come */
+        ssize_t n = getdents64(fd, buf, RM_DENTS);
+        if (n <= 0)
+            return n < 0 ? rm_fail(t, NULL, err) : 0;
+        for (ssize_t off = 0; off < n;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            off += d->d_reclen;
+            const char *name = d->d_name;
+            if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
+                continue;
+            unsigned char type = d->d_type;
+            if (type == DT_UNKNOWN) {
+                struct stat es;
+                if (fstatat(fd, name, &es, AT_SYMLINK_NOFOLLOW) < 0) {
+                    if (errno != ENOENT)
+                        return rm_fail(t, name, err);
+                    continue;
+                }
+                type = S_ISDIR(es.st_mode) ? DT_DIR : DT_REG;
+            }
+            if (type != DT_DIR) {
+                if (unlinkat(fd, name, 0) < 0 && errno != ENOENT)
+                    return errno == EBUSY ? rm_mounted(t, name, err) : rm_fail(t, name, err);
+                continue;
+            }
+            int s = rm_open_dir(fd, dev, name);
+            if (s < 0) {
+                if (errno == EXDEV) /* another mount: left alone, and so is the rest */
+                    return rm_mounted(t, name, err);
+                if (errno != ENOENT)
+                    return rm_fail(t, name, err);
+                continue;
+            }
+            *sub = s;
+            *subname = hero_xstrdup(name);
+            return 0;
+        }
+    }
+}
+
+typedef struct rm_level {
+    dev_t dev;
+    ino_t ino;
+    char *name;        /* of the subdirectory being emptied, in this directory */
+} rm_level_t;
+
+/* Empties directory fd (t->path, on device dev) and closes fd, without recursion: a
+ * directory is left (its fd closed) for its first subdirectory, whose emptying ends by
+ * opening ".." (which must be the directory left: same device and inode), removing
+ * the subdirectory and reading the directory again from its start. So a tree of any
+ * depth needs two fds and one getdents buffer; what it keeps per level is the
+ * directory's identity and the subdirectory's name. */
+static int rm_tree(rmtree_t *t, int fd, dev_t dev, hero_error_t *err)
+{
+    char *buf = hero_xmalloc(RM_DENTS);
+    rm_level_t *lv = NULL;
+    size_t nlv = 0, caplv = 0;
+    int rc = 0;
+    for (;;) {
+        int sub;
+        char *subname;
+        rc = rm_pass(t, fd, dev, buf, &sub, &subname, err);
+        if (rc < 0)
+            break;
+        if (sub >= 0) { /* down into it */
+            struct stat me;
+            if (fstat(fd, &me) < 0) {
+                rc = rm_fail(t, NULL, err);
+                close(sub);
+                free(subname);
+                break;
+            }
+            if (nlv == caplv) {
+                caplv = caplv ? 2 * caplv : 64;
+                lv = hero_xrealloc(lv, caplv * sizeof(*lv));
+            }
+            lv[nlv++] = (rm_level_t){.dev = me.st_dev, .ino = me.st_ino, .name = subname};
+            close(fd);
+            fd = sub;
+            rm_push(t, subname);
+            continue;
+        }
+        if (nlv == 0)
+            break; /* fd is empty: the caller removes it */
+        /* fd is empty: back up by "..", and remove it there */
+        int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (up < 0) {
+            rc = rm_fail(t, NULL, err);
+            break;
+        }
+        close(fd);
+        fd = up;
+        rm_level_t *l = &lv[--nlv];
+        rm_pop(t);
+        struct stat back;
+        if (fstat(fd, &back) < 0 || back.st_dev != l->dev || back.st_ino != l->ino) {
+            rc = hero_error_set(err, 0, "cannot remove '%s/%s': it was moved while it was "
+                                        "being removed", t->path, l->name);
+            free(l->name);
+            break;
+        }
+        if (unlinkat(fd, l->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+            rc = rm_fail(t, l->name, err);
+        free(l->name);
+        if (rc < 0)
+            break;
+    }
+    while (nlv > 0) {
+        free(lv[--nlv].name);
+        rm_pop(t);
+    }
+    free(lv);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* Empties directory fd (t->path, on device dev; `depth` levels below the top) and
+ * closes fd: subdirectories with their fd open down to RM_FD_DEPTH, rm_tree below. */
+static int rm_below(rmtree_t *t, int fd, dev_t dev, int depth, hero_error_t *err)
 {
     int rc = 0;
     char *buf = hero_xmalloc(RM_DENTS);
-    t->depth++;
     for (;;) {
         /* entries removed while reading are not seen again; the ones not read yet
-         * still come (after fd was opened again: from the start, without those) */
+         * still come */
         ssize_t n = getdents64(fd, buf, RM_DENTS);
         if (n <= 0) {
             if (n < 0)
@@ -178,91 +305,77 @@ static int rm_below(rmtree_t *t, int fd, dev_t dev, int *up, hero_error_t *err)
                 continue;
             }
             rm_push(t, name);
-            if (t->depth < RM_FD_DEPTH) {
-                rc = rm_below(t, sub, dev, NULL, err);
-                rm_pop(t);
-            } else {
-                /* deep: let go of this directory while below it, and come back by "..",
-                 * which must be this very directory (nothing renamed meanwhile) */
-                struct stat me, back;
-                int again = -1;
-                if (fstat(fd, &me) < 0) {
-                    rc = rm_fail(t, NULL, err);
-                    close(sub);
-                } else {
-                    close(fd);
-                    fd = -1;
-                    rc = rm_below(t, sub, dev, &again, err);
-                }
-                rm_pop(t);
-                if (again >= 0 && (fstat(again, &back) < 0 || back.st_dev != me.st_dev ||
-                                   back.st_ino != me.st_ino)) {
-                    close(again);
-                    again = -1;
-                    if (rc == 0)
-                        rc = hero_error_set(err, 0, "cannot remove '%s': it moved while it "
-                                                    "was being removed", t->path);
-                }
-                if (fd < 0)
-                    fd = again;
-                if (fd < 0) {
-                    if (rc == 0)
-                        rc = rm_fail(t, NULL, err);
-                    break;
-                }
-            }
+            rc = depth + 1 < RM_FD_DEPTH ? rm_below(t, sub, dev, depth + 1, err)
+                                         : rm_tree(t, sub, dev, err);
+            rm_pop(t);
             if (rc == 0 && unlinkat(fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
                 rc = rm_fail(t, name, err);
         }
-        if (rc < 0 || fd < 0)
+        if (rc < 0)
             break;
     }
-    if (up) {
-        *up = -1;
-        if (rc == 0 && fd >= 0) {
-            *up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (*up < 0)
-                rc = rm_fail(t, NULL, err);
-        }
-    }
-    if (fd >= 0)
-        close(fd);
     free(buf);
-    t->depth--;
+    close(fd);
     return rc;
 }
 
-int hero_fs_rmtree(const char *path, hero_error_t *err)
+/* The parent of path (without trailing slashes, not "/"): a heap string. */
+static char *parent_of(const char *path)
 {
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return hero_xstrdup(".");
+    if (slash == path)
+        return hero_xstrdup("/");
+    return hero_xstrndup(path, (size_t)(slash - path));
+}
+
+int hero_fs_rmtree(const char *given, hero_error_t *err)
+{
+    /* "dir/" and "dir/." would follow a symlink named dir: trailing slashes go, and a
+     * last component "." or ".." is refused */
+    char *path = hero_xstrdup(given);
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        path[--len] = 0;
+    const char *last = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int rc = 0;
     struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot remove '%s'", path);
-    if (!S_ISDIR(st.st_mode)) {
+    if (!*path || !strcmp(last, ".") || !strcmp(last, "..") || !strcmp(path, "/")) {
+        rc = hero_error_set(err, EINVAL, "refusing to remove '%s'", given);
+    } else if (lstat(path, &st) < 0) {
+        if (errno != ENOENT)
+            rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+    } else if (!S_ISDIR(st.st_mode)) {
         if (unlink(path) < 0 && errno != ENOENT)
-            return hero_error_set(err, errno, "cannot remove '%s'", path);
-        return 0;
+            rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+    } else {
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat up;
+        char *parent = parent_of(path);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+        } else if (fstat(fd, &st) < 0) {
+            rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+            close(fd);
+        } else if (mount_root(fd) || (stat(parent, &up) == 0 && up.st_dev != st.st_dev)) {
+            rc = hero_error_set(err, 0, "refusing to remove '%s': a file system is mounted "
+                                        "there", path);
+            close(fd);
+        } else {
+            rmtree_t t = {0};
+            t.len = len;
+            t.cap = len + 256;
+            t.path = hero_xmalloc(t.cap);
+            memcpy(t.path, path, len + 1);
+            rc = rm_below(&t, fd, st.st_dev, 0, err);
+            free(t.path);
+            if (rc == 0 && rmdir(path) < 0 && errno != ENOENT)
+                rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+        }
+        free(parent);
     }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : hero_error_set(err, errno, "cannot remove '%s'", path);
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return hero_error_set(err, e, "cannot remove '%s'", path);
-    }
-    if (mount_root(fd)) {
-        close(fd);
-        return hero_error_set(err, 0, "refusing to remove '%s': a file system is mounted "
-                                      "there", path);
-    }
-    rmtree_t t = {0};
-    t.len = strlen(path);
-    t.cap = t.len + 256;
-    t.path = hero_xmalloc(t.cap);
-    memcpy(t.path, path, t.len + 1);
-    int rc = rm_below(&t, fd, st.st_dev, NULL, err);
-    free(t.path);
-    if (rc == 0 && rmdir(path) < 0 && errno != ENOENT)
-        rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+    free(path);
     return rc;
 }

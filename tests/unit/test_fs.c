@@ -77,7 +77,8 @@ static void plain_trees(void)
     if (geteuid() == 0)
         chmod(ro, 0500); /* (root removes what is in it all the same) */
     TAP_OK(hero_fs_rmtree(t, &e) == 0 && !e.msg && !exists(t),
-           "a tree with files, symlinks, a fifo and a read-only directory is removed");
+           "a tree with files, symlinks, a fifo and a directory without write access "
+           "(for root) is removed");
     TAP_OK(exists(outf), "what its symlinks point at is left alone");
     if (e.msg)
         printf("#   %s\n", e.msg);
@@ -91,7 +92,7 @@ static void plain_trees(void)
     free(ro);
     free(rof);
 
-    /* deeper than the fds it keeps open (the rest goes to nftw) */
+    /* deeper than the levels that keep their fd open */
     size_t cap = 4096;
     char *deep = hero_xmalloc(cap);
     snprintf(deep, cap, "%s/deep", base);
@@ -167,6 +168,86 @@ static void deep_trees(void)
     hero_error_clear(&e);
     hero_fs_rmtree(deep, NULL);
     free(deep);
+
+    /* deep enough to overflow a stack of one frame per level */
+    char *vdeep = P("%s", "vdeep");
+    made = make_deep(vdeep, 20000, "d");
+    TAP_OK(made && hero_fs_rmtree(vdeep, &e) == 0 && !exists(vdeep),
+           "a tree 20000 deep is removed (no recursion down there)");
+    hero_error_clear(&e);
+    hero_fs_rmtree(vdeep, NULL);
+    free(vdeep);
+
+}
+
+/* rm_tree's level: a directory 60 down with files and subdirectories mixed, made by
+ * fds (the full path is short here, but the levels are what counts) */
+static void wide_deep(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char *top = P("%s", "wd");
+    mk(top);
+    int fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; fd >= 0 && i < 60; i++) {
+        int next = mkdirat(fd, "d", 0755) == 0 ? openat(fd, "d", O_RDONLY | O_DIRECTORY |
+                                                                    O_CLOEXEC)
+                                              : -1;
+        close(fd);
+        fd = next;
+    }
+    bool ok = fd >= 0;
+    for (int i = 0; ok && i < 40; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "f%02d", i);
+        int f = openat(fd, n, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ok = f >= 0;
+        if (f >= 0)
+            close(f);
+        snprintf(n, sizeof n, "s%02d", i);
+        ok = ok && mkdirat(fd, n, 0755) == 0;
+        int sd = ok ? openat(fd, n, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (sd >= 0) {
+            ok = mkdirat(sd, "inner", 0755) == 0;
+            int g = openat(sd, "g", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (g >= 0)
+                close(g);
+            close(sd);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    TAP_OK(ok && hero_fs_rmtree(top, &e) == 0 && !exists(top),
+           "60 down, 40 files and 40 subdirectories side by side: all removed");
+    if (e.msg)
+        printf("#   %s\n", e.msg);
+    hero_error_clear(&e);
+    hero_fs_rmtree(top, NULL);
+    free(top);
+}
+
+/* "link/" and "link/." name what a symlink points at: refused, or the link itself */
+static void slashes(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char *out = P("%s", "sl-out"), *keep = P("%s", "sl-out/keep"), *link = P("%s", "sl-link");
+    mk(out);
+    touch(keep);
+    if (symlink(out, link) < 0)
+        perror("symlink");
+    char *slash = hero_xasprintf("%s/", link), *dot = hero_xasprintf("%s/.", link);
+    int r1 = hero_fs_rmtree(dot, &e);
+    hero_error_clear(&e);
+    TAP_OK(r1 < 0 && exists(keep), "'link/.' is refused, nothing removed where it points");
+    int r2 = hero_fs_rmtree(slash, &e);
+    hero_error_clear(&e);
+    TAP_OK(r2 == 0 && !exists(link) && exists(keep),
+           "'link/' removes the link, not what it points at");
+    hero_fs_rmtree(out, NULL);
+    free(out);
+    free(keep);
+    free(link);
+    free(slash);
+    free(dot);
 }
 
 static void mounts(void)
@@ -221,7 +302,7 @@ static void mounts(void)
         char *what = hero_xasprintf("a bind mount %d directories down: refused, nothing "
                                     "removed through it", depths[i]);
         TAP_OK(ok && rc < 0 && e.msg && strstr(e.msg, "mounted there") && exists(keep), what);
-        if (e.msg && rc == 0)
+        if (e.msg && rc < 0)
             printf("#   %s\n", e.msg);
         free(what);
         hero_error_clear(&e);
@@ -260,6 +341,8 @@ int main(void)
     }
     plain_trees();
     deep_trees();
+    wide_deep();
+    slashes();
     mounts();
     hero_fs_rmtree(base, NULL);
     return tap_done();
