@@ -133,6 +133,34 @@ static int rm_mounted(rmtree_t *t, const char *name, hero_error_t *err)
                           t->path);
 }
 
+/* One entry of directory fd: a file, link or node removed (0; also when it is gone
+ * already), or a subdirectory opened into *sub (1), or an error (-1). */
+static int rm_entry(rmtree_t *t, int fd, dev_t dev, const struct dirent64 *d, int *sub,
+                    hero_error_t *err)
+{
+    const char *name = d->d_name;
+    if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
+        return 0;
+    unsigned char type = d->d_type;
+    if (type == DT_UNKNOWN) {
+        struct stat es;
+        if (fstatat(fd, name, &es, AT_SYMLINK_NOFOLLOW) < 0)
+            return errno == ENOENT ? 0 : rm_fail(t, name, err);
+        type = S_ISDIR(es.st_mode) ? DT_DIR : DT_REG;
+    }
+    if (type != DT_DIR) {
+        if (unlinkat(fd, name, 0) < 0 && errno != ENOENT)
+            return errno == EBUSY ? rm_mounted(t, name, err) : rm_fail(t, name, err);
+        return 0;
+    }
+    *sub = rm_open_dir(fd, dev, name);
+    if (*sub >= 0)
+        return 1;
+    if (errno == EXDEV) /* another mount: left alone, and so is the rest */
+        return rm_mounted(t, name, err);
+    return errno == ENOENT ? 0 : rm_fail(t, name, err);
+}
+
 /* One pass over directory fd: files, links and nodes removed; *sub set to the first
  * subdirectory met (opened, its name in *subname, malloc'd), or -1 when there is none
  * left. */
@@ -150,35 +178,13 @@ static int rm_pass(rmtree_t *t, int fd, dev_t dev, char *buf, int *sub, char **s
         for (ssize_t off = 0; off < n;) {
             struct dirent64 *d = (struct dirent64 *)(buf + off);
             off += d->d_reclen;
-            const char *name = d->d_name;
-            if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
-                continue;
-            unsigned char type = d->d_type;
-            if (type == DT_UNKNOWN) {
-                struct stat es;
-                if (fstatat(fd, name, &es, AT_SYMLINK_NOFOLLOW) < 0) {
-                    if (errno != ENOENT)
-                        return rm_fail(t, name, err);
-                    continue;
-                }
-                type = S_ISDIR(es.st_mode) ? DT_DIR : DT_REG;
+            int r = rm_entry(t, fd, dev, d, sub, err);
+            if (r < 0)
+                return -1;
+            if (r == 1) {
+                *subname = hero_xstrdup(d->d_name);
+                return 0;
             }
-            if (type != DT_DIR) {
-                if (unlinkat(fd, name, 0) < 0 && errno != ENOENT)
-                    return errno == EBUSY ? rm_mounted(t, name, err) : rm_fail(t, name, err);
-                continue;
-            }
-            int s = rm_open_dir(fd, dev, name);
-            if (s < 0) {
-                if (errno == EXDEV) /* another mount: left alone, and so is the rest */
-                    return rm_mounted(t, name, err);
-                if (errno != ENOENT)
-                    return rm_fail(t, name, err);
-                continue;
-            }
-            *sub = s;
-            *subname = hero_xstrdup(name);
-            return 0;
         }
     }
 }
@@ -279,31 +285,10 @@ static int rm_below(rmtree_t *t, int fd, dev_t dev, int depth, hero_error_t *err
             struct dirent64 *d = (struct dirent64 *)(buf + off);
             off += d->d_reclen;
             const char *name = d->d_name;
-            if (name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])))
+            int sub = -1;
+            rc = rm_entry(t, fd, dev, d, &sub, err);
+            if (rc <= 0)
                 continue;
-            unsigned char type = d->d_type;
-            if (type == DT_UNKNOWN) {
-                struct stat es;
-                if (fstatat(fd, name, &es, AT_SYMLINK_NOFOLLOW) < 0) {
-                    if (errno != ENOENT)
-                        rc = rm_fail(t, name, err);
-                    continue;
-                }
-                type = S_ISDIR(es.st_mode) ? DT_DIR : DT_REG;
-            }
-            if (type != DT_DIR) {
-                if (unlinkat(fd, name, 0) < 0 && errno != ENOENT)
-                    rc = errno == EBUSY ? rm_mounted(t, name, err) : rm_fail(t, name, err);
-                continue;
-            }
-            int sub = rm_open_dir(fd, dev, name);
-            if (sub < 0) {
-                if (errno == EXDEV) /* another mount: left alone, and so is the rest */
-                    rc = rm_mounted(t, name, err);
-                else if (errno != ENOENT)
-                    rc = rm_fail(t, name, err);
-                continue;
-            }
             rm_push(t, name);
             rc = depth + 1 < RM_FD_DEPTH ? rm_below(t, sub, dev, depth + 1, err)
                                          : rm_tree(t, sub, dev, err);
