@@ -13,7 +13,12 @@
  * closed) for its first subdirectory and come back to by ".." once that is empty
  * (checked to be the same directory), then read again from its start (rm_tree): a
  * tree of any depth and any path length takes a bounded number of fds and no more
- * stack than those levels. */
+ * stack than those levels.
+ *
+ * Two processes may remove one tree at once: whatever the other removed first is
+ * gone, not an error (getdents on a directory removed meanwhile says ENOENT). A
+ * btrfs subvolume has a device of its own and is taken for a mount where devices are
+ * compared (the top path; everywhere without openat2). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -108,7 +113,13 @@ static int rm_open_dir(int dfd, dev_t dev, const char *name)
     }
     int fd = openat(dfd, name, flags);
     struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != dev || mount_root(fd))) {
+    if (fd >= 0 && fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (fd >= 0 && (st.st_dev != dev || mount_root(fd))) {
         close(fd);
         errno = EXDEV;
         return -1;
@@ -173,8 +184,8 @@ static int rm_pass(rmtree_t *t, int fd, dev_t dev, char *buf, int *sub, char **s
         /* entries removed while reading are not seen again; the ones not read yet
          * still come */
         ssize_t n = getdents64(fd, buf, RM_DENTS);
-        if (n <= 0)
-            return n < 0 ? rm_fail(t, NULL, err) : 0;
+        if (n <= 0) /* (ENOENT: another process removed it, so it was empty) */
+            return n < 0 && errno != ENOENT ? rm_fail(t, NULL, err) : 0;
         for (ssize_t off = 0; off < n;) {
             struct dirent64 *d = (struct dirent64 *)(buf + off);
             off += d->d_reclen;
@@ -251,7 +262,7 @@ static int rm_tree(rmtree_t *t, int fd, dev_t dev, hero_error_t *err)
             break;
         }
         if (unlinkat(fd, l->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-            rc = rm_fail(t, l->name, err);
+            rc = errno == EBUSY ? rm_mounted(t, l->name, err) : rm_fail(t, l->name, err);
         free(l->name);
         if (rc < 0)
             break;
@@ -277,7 +288,7 @@ static int rm_below(rmtree_t *t, int fd, dev_t dev, int depth, hero_error_t *err
          * still come */
         ssize_t n = getdents64(fd, buf, RM_DENTS);
         if (n <= 0) {
-            if (n < 0)
+            if (n < 0 && errno != ENOENT) /* (another process removed it: empty) */
                 rc = rm_fail(t, NULL, err);
             break;
         }
@@ -294,7 +305,7 @@ static int rm_below(rmtree_t *t, int fd, dev_t dev, int depth, hero_error_t *err
                                          : rm_tree(t, sub, dev, err);
             rm_pop(t);
             if (rc == 0 && unlinkat(fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                rc = rm_fail(t, name, err);
+                rc = errno == EBUSY ? rm_mounted(t, name, err) : rm_fail(t, name, err);
         }
         if (rc < 0)
             break;
@@ -333,7 +344,9 @@ int hero_fs_rmtree(const char *given, hero_error_t *err)
             rc = hero_error_set(err, errno, "cannot remove '%s'", path);
     } else if (!S_ISDIR(st.st_mode)) {
         if (unlink(path) < 0 && errno != ENOENT)
-            rc = hero_error_set(err, errno, "cannot remove '%s'", path);
+            rc = errno == EBUSY ? hero_error_set(err, 0, "refusing to remove '%s': a file "
+                                                         "system is mounted there", path)
+                                : hero_error_set(err, errno, "cannot remove '%s'", path);
     } else {
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         struct stat up;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,6 +226,55 @@ static void wide_deep(void)
     free(top);
 }
 
+/* Two processes remove one tree at once (hero_fs_remove_stale may race another hero):
+ * both succeed, whatever the other removed first. At `depth` levels, 8 branches. */
+static bool two_at_once(int depth)
+{
+    char *top = P("%s", "race");
+    mk(top);
+    for (int b = 0; b < 8; b++) {
+        char n[16];
+        snprintf(n, sizeof n, "b%d", b);
+        char *br = hero_xasprintf("%s/%s", top, n);
+        if (!make_deep(br, depth, "d"))
+            return false;
+        free(br);
+    }
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            hero_error_t e = HERO_ERROR_INIT;
+            int rc = hero_fs_rmtree(top, &e);
+            if (rc < 0)
+                printf("#   process %d: %s\n", k, e.msg ? e.msg : "?");
+            fflush(stdout);
+            _exit(rc < 0 ? 1 : 0);
+        }
+    }
+    bool ok = true;
+    for (int k = 0; k < 2; k++) {
+        int st = 0;
+        ok &= kids[k] > 0 && waitpid(kids[k], &st, 0) == kids[k] && WIFEXITED(st) &&
+              WEXITSTATUS(st) == 0;
+    }
+    ok &= !exists(top);
+    hero_fs_rmtree(top, NULL);
+    free(top);
+    return ok;
+}
+
+static void concurrent(void)
+{
+    bool shallow = true, deep = true;
+    for (int round = 0; round < 10; round++) {
+        shallow &= two_at_once(10);
+        deep &= two_at_once(60);
+    }
+    TAP_OK(shallow, "two processes removing one tree 10 deep at once both succeed (10 rounds)");
+    TAP_OK(deep, "... and one 60 deep (10 rounds)");
+}
+
 /* "link/" and "link/." name what a symlink points at: refused, or the link itself */
 static void slashes(void)
 {
@@ -342,6 +392,7 @@ int main(void)
     plain_trees();
     deep_trees();
     wide_deep();
+    concurrent();
     slashes();
     mounts();
     hero_fs_rmtree(base, NULL);
