@@ -24,6 +24,7 @@
  * Socket contexts are freed from their poll's close callback; the client itself from
  * the last close callback once it is closing. */
 #include "runtime/http_int.h"
+#include "runtime/dlist.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -371,13 +372,7 @@ static void req_stop_hop(hero_http_req_t *q)
 static void req_unlink(hero_http_req_t *q)
 {
     hero_http_t *h = q->h;
-    if (q->prev)
-        q->prev->next = q->next;
-    else if (h->reqs == q)
-        h->reqs = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
+    HERO_DLIST_UNLINK(h->reqs, q);
     h->active--;
 }
 
@@ -516,13 +511,7 @@ static void on_sock_closed(uv_handle_t *hd)
 static void sock_close(http_sock_t *k)
 {
     hero_http_t *h = k->h;
-    if (k->prev)
-        k->prev->next = k->next;
-    else if (h->socks == k)
-        h->socks = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    k->prev = k->next = NULL;
+    HERO_DLIST_UNLINK(h->socks, k);
     uv_poll_stop(&k->poll);
     uv_close((uv_handle_t *)&k->poll, on_sock_closed);
 }
@@ -568,10 +557,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
         k->h = h;
         k->fd = s;
         k->poll.data = k;
-        k->next = h->socks;
-        if (h->socks)
-            h->socks->prev = k;
-        h->socks = k;
+        HERO_DLIST_PUSH(h->socks, k);
         h->open_handles++;
         curl_multi_assign(h->multi, s, k);
     }
@@ -774,10 +760,7 @@ int hero_http_start(hero_http_t *h, const hero_http_opts_t *o, hero_http_done_cb
     if (o->range_from)
         q->range = hero_xasprintf("%" PRIu64 "-", o->range_from);
 
-    q->next = h->reqs;
-    if (h->reqs)
-        h->reqs->prev = q;
-    h->reqs = q;
+    HERO_DLIST_PUSH(h->reqs, q);
     h->active++;
     if (req_start_hop(q) < 0) {
         hero_error_set(err, 0, "cannot start an HTTP request to %s: %s", o->url,

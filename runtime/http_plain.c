@@ -20,6 +20,7 @@
  * lookup of its own is running. A busy connection points at its request and back
  * (q->pc); they are parted before the request is told anything. */
 #include "runtime/http_int.h"
+#include "runtime/dlist.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -139,13 +140,7 @@ static void on_conn_handle_closed(uv_handle_t *hd)
 static void conn_unlink(plain_conn_t *c)
 {
     hero_http_t *h = c->h;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (h->conns == c)
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    HERO_DLIST_UNLINK(h->conns, c);
 }
 
 /* Closes the connection; its request (if any) must have been parted from it. */
@@ -939,10 +934,7 @@ static plain_conn_t *conn_new(hero_http_t *h, hero_http_req_t *q, char *key, cha
     c->tcp.data = c->timer.data = c;
     c->pending = 2;
     h->open_handles += 2;
-    c->next = h->conns;
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
+    HERO_DLIST_PUSH(h->conns, c);
     c->q = q;
     q->pc = c;
     c->st = PS_SEND;

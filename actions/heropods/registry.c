@@ -8,6 +8,7 @@
  * request in flight for it: each request's callback either starts the next one or
  * finishes the operation. */
 #include "registry_int.h"
+#include "runtime/dlist.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -343,10 +344,7 @@ reg_req_t *reg_req_new(hero_registry_t *r, reg_kind_t kind, const reg_endpoint_t
     q->data = data;
     if (ep)
         q->scope = hero_xasprintf("repository:%s:pull", ep->repository);
-    q->next = r->reqs;
-    if (r->reqs)
-        r->reqs->prev = q;
-    r->reqs = q;
+    HERO_DLIST_PUSH(r->reqs, q);
     reg_ref(r);
     return q;
 }
@@ -371,13 +369,7 @@ static void on_req_timer_closed(uv_handle_t *h)
 static void req_release(reg_req_t *q)
 {
     hero_registry_t *r = q->r;
-    if (q->prev)
-        q->prev->next = q->next;
-    else if (r->reqs == q)
-        r->reqs = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    q->prev = q->next = NULL;
+    HERO_DLIST_UNLINK(r->reqs, q);
     if (q->timer_used)
         uv_close((uv_handle_t *)&q->timer, on_req_timer_closed);
     else
