@@ -23,12 +23,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "actions/actions.h"
 #include "actions/heropods/pull.h"
 #include "runtime/fs.h"
 #include "runtime/proc.h"
+#include "runtime/sha256.h"
 
 /* Part of the embedded image's digest: bump it whenever the layout or any file this
  * module writes changes, so existing stores rebuild their embedded image. */
@@ -327,31 +327,13 @@ truncated:
 
 static char *digest_of(const unsigned char *bytes, size_t len)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    /* fetched once: EVP_sha256() makes every digest look the provider up again */
-    static EVP_MD *sha256;
-    if (!sha256)
-        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, sha256 ? sha256 : EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, bytes, len) != 1 ||
-        EVP_DigestUpdate(ctx, EMBEDDED_FORMAT, strlen(EMBEDDED_FORMAT)) != 1 ||
-        EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
-        /* With the default provider SHA-256 only fails when OpenSSL cannot allocate. */
-        fputs("hero: out of memory (sha256)\n", stderr);
-        abort();
-    }
-    EVP_MD_CTX_free(ctx);
-    static const char hex[] = "0123456789abcdef";
-    char *s = hero_xmalloc(7 + 2 * mdlen + 1);
-    memcpy(s, "sha256:", 7);
-    for (unsigned i = 0; i < mdlen; i++) {
-        s[7 + 2 * i] = hex[md[i] >> 4];
-        s[7 + 2 * i + 1] = hex[md[i] & 15];
-    }
-    s[7 + 2 * mdlen] = '\0';
-    return s;
+    hero_sha256_t md;
+    hero_sha256_init(&md);
+    hero_sha256_update(&md, bytes, len);
+    hero_sha256_update(&md, EMBEDDED_FORMAT, strlen(EMBEDDED_FORMAT));
+    char d[HERO_SHA256_HEX_LEN];
+    hero_sha256_final_hex(&md, d);
+    return hero_xstrdup(d);
 }
 
 /* The version busybox prints in its banner ("BusyBox v1.35.0 (Debian ...)"), read from

@@ -47,9 +47,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "runtime/flush.h"
+#include "runtime/sha256.h"
 
 /* Read size for the blob file. The decompressors hand out 64 KiB (gzip) or 128 KiB
  * (zstd) blocks whatever this is; for a plain tar the blocks are this size. */
@@ -74,16 +73,6 @@
 /* openat2(RESOLVE_IN_ROOT) answers EAGAIN when a rename or mount anywhere on the system
  * raced with a ".." it walked; retrying is what the man page says to do. */
 #define OPENAT2_RETRIES 64
-
-/* ---- sha256, fetched once per process ---- */
-
-static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
-static EVP_MD *sha_md; /* kept for the life of the process */
-
-static void sha_fetch(void)
-{
-    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
 
 /* ---- a blob that is still being written ---- */
 
@@ -203,7 +192,7 @@ typedef struct blob_in {
     hero_layer_feed_t *feed;
     uint64_t limit;               /* the blob's size, or UINT64_MAX when unknown */
     uint64_t pos;                 /* bytes read (and hashed) */
-    EVP_MD_CTX *md;               /* NULL: no digest to check */
+    hero_sha256_t *md;            /* NULL: no digest to check */
     unsigned char *buf;           /* BLOB_READ_BLOCK */
     char *why;                    /* why the last read failed (outer_read) */
 } blob_in_t;
@@ -213,7 +202,8 @@ typedef struct ctx {
     blob_in_t in;
     struct archive *outer;        /* blob -> uncompressed bytes */
     struct archive *inner;        /* uncompressed bytes -> tar entries */
-    EVP_MD_CTX *md;
+    hero_sha256_t md;             /* of the uncompressed stream: the diff_id */
+    hero_sha256_t blob_md;        /* of the blob, when in.md points here */
     feeder_t feed;
     hero_layer_result_t *res;
     hero_error_t *err;
@@ -1108,11 +1098,7 @@ static void *feed_main(void *arg)
                                       c->res->compression);
             break;
         }
-        if (len && EVP_DigestUpdate(c->md, b, len) != 1) {
-            code = EIO;
-            msg = hero_xstrdup("sha256 failed");
-            break;
-        }
+        hero_sha256_update(&c->md, b, len);
         c->res->size += len;
         const unsigned char *p = b;
         while (len) {
@@ -1285,10 +1271,8 @@ static ssize_t blob_read(blob_in_t *in, char **why)
         *why = hero_xstrdup("the layer blob is shorter than its download wrote");
         return -1;
     }
-    if (got > 0 && in->md && EVP_DigestUpdate(in->md, in->buf, (size_t)got) != 1) {
-        *why = hero_xstrdup("sha256 failed");
-        return -1;
-    }
+    if (got > 0 && in->md)
+        hero_sha256_update(in->md, in->buf, (size_t)got);
     in->pos += (uint64_t)got;
     return got;
 }
@@ -1328,18 +1312,6 @@ static ssize_t blob_magic(ctx_t *c, unsigned char *m, size_t len)
     return n;
 }
 
-static void hex_digest(EVP_MD_CTX *md, char out[HERO_LAYER_DIGEST_LEN])
-{
-    unsigned char dig[EVP_MAX_MD_SIZE];
-    unsigned int dlen = 0;
-    out[0] = 0;
-    if (EVP_DigestFinal_ex(md, dig, &dlen) != 1 || dlen != 32)
-        return;
-    char *p = out + sprintf(out, "sha256:");
-    for (unsigned i = 0; i < dlen; i++)
-        p += sprintf(p, "%02x", dig[i]);
-}
-
 /* After the layer: the rest of the blob (bytes after the compressed stream's end are
  * part of the blob too), then its size and digest. */
 static int blob_check(ctx_t *c, const char *digest, int64_t size)
@@ -1376,9 +1348,7 @@ static int blob_check(ctx_t *c, const char *digest, int64_t size)
     if (!in->md)
         return 0;
     char got[HERO_LAYER_DIGEST_LEN];
-    hex_digest(in->md, got);
-    if (!got[0])
-        return hero_error_set(c->err, 0, "sha256 failed");
+    hero_sha256_final_hex(in->md, got);
     if (strcasecmp(got, digest) != 0) {
         c->res->blob_mismatch = true;
         return hero_error_set(c->err, 0, "layer blob digest mismatch: manifest says %s, blob is %s",
@@ -1556,10 +1526,6 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
                                       "digits>)", src->digest);
     if (src->feed && src->size < 0)
         return hero_error_set(err, EINVAL, "a blob read while it downloads needs its size");
-    pthread_once(&sha_once, sha_fetch);
-    if (!sha_md)
-        return hero_error_set(err, 0, "OpenSSL has no sha256");
-
     ctx_t c = {.root = -1, .pc_fd = -1, .res = res, .err = err};
     c.in.fd = src->fd;
     c.in.feed = src->feed;
@@ -1583,14 +1549,12 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
     } else if (fchown(c.root, 0, 0) < 0 || fchmod(c.root, 0755) < 0) {
         rc = hero_error_set(err, errno, "cannot set up layer directory '%s'", dest_dir);
     } else {
-        c.md = EVP_MD_CTX_new();
-        if (src->digest)
-            c.in.md = EVP_MD_CTX_new();
-        if (!c.md || EVP_DigestInit_ex(c.md, sha_md, NULL) != 1 ||
-            (src->digest && (!c.in.md || EVP_DigestInit_ex(c.in.md, sha_md, NULL) != 1)))
-            rc = hero_error_set(err, 0, "sha256 init failed");
-        else
-            rc = run(&c);
+        hero_sha256_init(&c.md);
+        if (src->digest) {
+            hero_sha256_init(&c.blob_md);
+            c.in.md = &c.blob_md;
+        }
+        rc = run(&c);
         feed_stop(&c);
     }
     /* the flushes must be done (and their errors known) before the layer is synced */
@@ -1603,10 +1567,8 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
     if (src->feed)
         res->blob_size = c.in.pos;
     if (rc == 0) {
-        hex_digest(c.md, res->diff_id);
-        if (!res->diff_id[0])
-            rc = hero_error_set(err, 0, "sha256 failed");
-        else if (expected_diff_id && strcasecmp(expected_diff_id, res->diff_id) != 0)
+        hero_sha256_final_hex(&c.md, res->diff_id);
+        if (expected_diff_id && strcasecmp(expected_diff_id, res->diff_id) != 0)
             rc = hero_error_set(err, 0, "layer diff_id mismatch: config says %s, layer is %s",
                                 expected_diff_id, res->diff_id);
     }
@@ -1621,8 +1583,6 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
         archive_read_free(c.inner);
     if (c.outer)
         archive_read_free(c.outer);
-    EVP_MD_CTX_free(c.md);
-    EVP_MD_CTX_free(c.in.md);
     free(c.in.buf);
     free(c.in.why);
     if (c.root >= 0)
@@ -1650,38 +1610,30 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
 int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,
                            hero_error_t *err)
 {
-    pthread_once(&sha_once, sha_fetch);
-    if (!sha_md)
-        return hero_error_set(err, 0, "OpenSSL has no sha256");
     if (!hero_layer_digest_valid(digest))
         return hero_error_set(err, 0, "unsupported blob digest '%s'", digest);
     int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 1 : hero_error_set(err, errno, "cannot open '%s'", blob_path);
-    blob_in_t in = {.fd = fd, .limit = UINT64_MAX, .md = EVP_MD_CTX_new(),
+    hero_sha256_t md;
+    hero_sha256_init(&md);
+    blob_in_t in = {.fd = fd, .limit = UINT64_MAX, .md = &md,
                     .buf = hero_xmalloc(BLOB_READ_BLOCK)};
     int rc = 0;
     char *why = NULL;
     ssize_t n;
-    if (!in.md || EVP_DigestInit_ex(in.md, sha_md, NULL) != 1) {
-        rc = hero_error_set(err, 0, "sha256 init failed");
+    while ((n = blob_read(&in, &why)) > 0)
+        ;
+    if (n < 0) {
+        rc = hero_error_set(err, 0, "%s: %s", blob_path, why);
     } else {
-        while ((n = blob_read(&in, &why)) > 0)
-            ;
-        if (n < 0) {
-            rc = hero_error_set(err, 0, "%s: %s", blob_path, why);
-        } else {
-            char got[HERO_LAYER_DIGEST_LEN];
-            hex_digest(in.md, got);
-            if (!got[0])
-                rc = hero_error_set(err, 0, "sha256 failed");
-            else if ((size >= 0 && in.pos != (uint64_t)size) || strcasecmp(got, digest) != 0)
-                rc = 1;
-        }
+        char got[HERO_LAYER_DIGEST_LEN];
+        hero_sha256_final_hex(&md, got);
+        if ((size >= 0 && in.pos != (uint64_t)size) || strcasecmp(got, digest) != 0)
+            rc = 1;
     }
     free(why);
     free(in.buf);
-    EVP_MD_CTX_free(in.md);
     close(fd);
     return rc;
 }

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "actions/actions.h"
+#include "runtime/sha256.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define NOFILE_WANTED 1048576u
@@ -291,25 +291,10 @@ char *hero_ctr_spec_hash(const hero_ctr_spec_t *s)
         fputs("hero: out of memory\n", stderr);
         abort();
     }
-    /* fetched once: EVP_sha256() makes every digest look the provider up again */
-    static EVP_MD *sha256;
-    if (!sha256)
-        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(text, strlen(text), md, &mdlen, sha256 ? sha256 : EVP_sha256(), NULL)) {
-        fputs("hero: sha256 failed\n", stderr); /* only on allocation failure */
-        abort();
-    }
+    char d[HERO_SHA256_HEX_LEN];
+    hero_sha256_hex(text, strlen(text), d);
     free(text);
-    static const char hexd[] = "0123456789abcdef";
-    char *hex = hero_xmalloc(mdlen * 2 + 1);
-    for (unsigned i = 0; i < mdlen; i++) {
-        hex[2 * i] = hexd[md[i] >> 4];
-        hex[2 * i + 1] = hexd[md[i] & 15];
-    }
-    hex[2 * mdlen] = 0;
-    return hex;
+    return hero_xstrdup(d + 7); /* the hex digits alone */
 }
 
 /* A byte count as 512M, 2G, 64k when exact, else in bytes. */

@@ -42,45 +42,6 @@ enum {
     RETRY_AFTER_MAX_MS = 10000,
 };
 
-/* ---- digests ---- */
-
-const EVP_MD *reg_sha256(void)
-{
-    static EVP_MD *md;
-    if (!md)
-        md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!md) {
-        fputs("hero: OpenSSL has no SHA256\n", stderr);
-        abort();
-    }
-    return md;
-}
-
-void reg_sha256_final(EVP_MD_CTX *md, char out[72])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    EVP_DigestFinal_ex(md, d, &n);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < n && i < 32; i++) {
-        out[7 + 2 * i] = hex[d[i] >> 4];
-        out[8 + 2 * i] = hex[d[i] & 15];
-    }
-    out[71] = 0;
-}
-
-void reg_sha256_digest(const void *buf, size_t len, char out[72])
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md)
-        abort();
-    EVP_DigestInit_ex(md, reg_sha256(), NULL);
-    EVP_DigestUpdate(md, buf, len);
-    reg_sha256_final(md, out);
-    EVP_MD_CTX_free(md);
-}
-
 /* ---- errors ---- */
 
 int reg_fail(hero_error_t *err, int code, const char *fmt, ...)
@@ -857,7 +818,7 @@ static void on_config(reg_req_t *q, const hero_http_resp_t *resp, hero_error_t *
         return;
     }
     char got[72];
-    reg_sha256_digest(resp->body, resp->body_len, got);
+    hero_sha256_hex(resp->body, resp->body_len, got);
     if (strcmp(got, img->config_digest) != 0) {
         resolve_fail(op, EBADMSG, "GET %s: digest mismatch for config %s: got %s", q->url,
                      img->config_digest, got);
@@ -943,7 +904,7 @@ static void on_manifest(reg_req_t *q, const hero_http_resp_t *resp, hero_error_t
         return;
     }
     char got[72];
-    reg_sha256_digest(resp->body, resp->body_len, got);
+    hero_sha256_hex(resp->body, resp->body_len, got);
     const char *hd = hero_http_header(resp, "Docker-Content-Digest");
     const char *expect = op->want_digest                       ? op->want_digest
                          : hd && !strncmp(hd, "sha256:", 7) ? hd

@@ -45,7 +45,7 @@ struct reg_blob {
     int fd;                    /* the partial file, locked; -1 when closed */
     uv_timer_t *wait;          /* polling while another process writes the partial */
     reg_blob_t *wait_next;     /* in r->waiting */
-    EVP_MD_CTX *md;
+    hero_sha256_t md;          /* of the bytes written so far */
     uint64_t have;             /* bytes hashed and written, from byte 0 */
     char *abort_msg;           /* why the data callback stopped the transfer */
     int abort_code;
@@ -80,7 +80,6 @@ static void blob_free(reg_blob_t *b)
     wait_stop(b);
     if (b->fd >= 0)
         close(b->fd);
-    EVP_MD_CTX_free(b->md);
     reg_endpoint_free(&b->ep);
     free(b->digest);
     free(b->path);
@@ -175,7 +174,7 @@ static int blob_on_data(reg_req_t *q, uint64_t offset, const char *buf, size_t l
             return -1;
         }
         /* the server ignored Range and starts over: so do we (pwrite from byte 0) */
-        EVP_DigestInit_ex(b->md, reg_sha256(), NULL);
+        hero_sha256_init(&b->md);
         b->have = 0;
     }
     if (b->size >= 0 && b->have + len > (uint64_t)b->size) {
@@ -185,7 +184,7 @@ static int blob_on_data(reg_req_t *q, uint64_t offset, const char *buf, size_t l
         b->abort_code = EBADMSG;
         return -1;
     }
-    EVP_DigestUpdate(b->md, buf, len);
+    hero_sha256_update(&b->md, buf, len);
     /* written here, not by the http layer, so that the progress callback reports bytes
      * that are in the file: a layer may be read from PATH.partial while it grows */
     for (size_t done = 0; done < len;) {
@@ -227,7 +226,7 @@ static void blob_on_done(reg_req_t *q, const hero_http_resp_t *resp, hero_error_
         return;
     }
     char got[72];
-    reg_sha256_final(b->md, got);
+    hero_sha256_final_hex(&b->md, got);
     if (b->size >= 0 && b->have != (uint64_t)b->size) {
         blob_failf(b, EBADMSG, "GET %s: size mismatch for blob %s: expected %" PRId64
                    " bytes, got %" PRIu64, q->url, b->digest, b->size, b->have);
@@ -290,10 +289,7 @@ static int partial_take(reg_blob_t *b)
 static void blob_transfer(reg_blob_t *b)
 {
     hero_registry_t *r = b->r;
-    b->md = EVP_MD_CTX_new();
-    if (!b->md)
-        abort();
-    EVP_DigestInit_ex(b->md, reg_sha256(), NULL);
+    hero_sha256_init(&b->md);
     char *url = hero_xasprintf("%s/v2/%s/blobs/%s", b->ep.base, b->ep.repository, b->digest);
     reg_req_t *q = reg_req_new(r, REG_BLOB_GET, &b->ep, url, blob_on_done, b);
     q->fd = -1; /* blob_on_data writes the body */

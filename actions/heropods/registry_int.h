@@ -4,10 +4,9 @@
 #ifndef HERO_REGISTRY_INT_H
 #define HERO_REGISTRY_INT_H
 
-#include <openssl/evp.h>
-
 #include "registry.h"
 #include "runtime/http.h"
+#include "runtime/sha256.h"
 
 /* Where a reference's repository is served: the origin or a mirror. */
 typedef struct reg_endpoint {
@@ -165,10 +164,6 @@ void reg_blob_cancel_queued(hero_registry_t *r);
 
 /* ---- digests ---- */
 
-const EVP_MD *reg_sha256(void);    /* fetched once */
-/* "sha256:<hex>" of buf into out (72 bytes). */
-void reg_sha256_digest(const void *buf, size_t len, char out[72]);
-void reg_sha256_final(EVP_MD_CTX *md, char out[72]);
 /* NULL when d is a usable "sha256:<64 lowercase hex>", else why not. */
 const char *reg_digest_problem(const char *d);
 
