@@ -117,6 +117,7 @@ typedef struct layer_job {
     hero_layer_feed_t *feed;
     int stream_fd;              /* PATH.partial, read-only */
     uint64_t fed;               /* bytes of it reported to the feed */
+    char streamed_diff_id[HERO_LAYER_DIGEST_LEN]; /* what the stream's bytes hash to */
 } layer_job_t;
 
 /* Another caller waiting for the same image (same store and name). */
@@ -144,6 +145,8 @@ struct pull {
     hero_progress_t *prog;
     char *blobs, *layers;       /* <base>/images/blobs/sha256, <base>/images/layers */
     bool configured;            /* the config is in: the jobs know their diff_ids */
+    bool aborting;              /* failed before its jobs started: ends once no stream
+                                   of it runs (abort_end); p->err says why */
     hero_imglock_t *lock;       /* the image lock, shared (see hero_image_pull) */
     uv_work_t meta_work;        /* the manifest and the config into the store */
     hero_error_t meta_err;
@@ -328,13 +331,16 @@ static void job_finished(layer_job_t *j, hero_error_t *err)
 
 /* ---- applying a layer: on the threadpool, from the stored blob or from its download ----
  *
- * A layer whose blob is downloading is extracted while it downloads (stream_start): its
- * threadpool part reads PATH.partial as the download writes it, waiting for the bytes
- * the registry client reports written, and extracts, checks the diff_id and syncs the
- * layer into its temp dir ("staged"). The blob's digest is the registry client's to
- * check, as for any download; the temp dir is renamed into place (commit_work) only
- * once the download has succeeded, so a blob that does not match its digest caches
- * nothing. Anything odd (the download starts over or fails, the stream fails for
+ * A layer whose blob is downloading is extracted while it downloads (stream_start),
+ * from its first bytes on, whether the config has come or not: its threadpool part
+ * reads PATH.partial as the download writes it, waiting for the bytes the registry
+ * client reports written, and extracts, hashes and syncs the layer into its temp dir
+ * ("staged"). The blob's digest is the registry client's to check, as for any
+ * download, and the diff_id the config's: the temp dir is renamed into place
+ * (commit_work) only once the download has succeeded and the config is in and names
+ * the diff_id the stream hashed, so a blob that does not match caches nothing. (A
+ * stream never reads the job's diff_id or final path, which layers_start writes on
+ * the loop thread meanwhile.) Anything odd (the download starts over or fails, the stream fails for
  * whatever reason) throws the stream's work away; once the download is in, the layer
  * is applied from the stored blob as without streaming, so errors read as before.
  *
@@ -348,6 +354,8 @@ static void job_finished(layer_job_t *j, hero_error_t *err)
 static unsigned streams; /* streaming extractions running in this process */
 
 static void job_step(layer_job_t *j);
+static void abort_end(pull_t *p);
+static void pool_start(uv_loop_t *loop);
 static void blob_fetch(hero_registry_t *r, layer_job_t *j);
 
 /* threadpool: apply the blob into a temp dir and sync it; then, unless streaming,
@@ -362,7 +370,9 @@ static void apply_work(uv_work_t *w)
         return;
     }
     j->rc = -1;
-    char *tmpl = hero_xasprintf("%s/.tmp-%.12s-XXXXXX", j->p->layers, hex_of(j->diff_id));
+    /* (a stream may run before the config names the diff_id: it goes by the blob) */
+    char *tmpl = hero_xasprintf("%s/.tmp-%.12s-XXXXXX", j->p->layers,
+                                hex_of(j->feed ? j->digest : j->diff_id));
     if (!mkdtemp(tmpl)) {
         hero_error_set(&j->err, errno, "cannot make a directory in %s", j->p->layers);
         free(tmpl);
@@ -387,7 +397,7 @@ static void apply_work(uv_work_t *w)
             return;
         }
     }
-    int rc = hero_layer_apply_src(&src, j->tmp, j->diff_id, &res, &j->err);
+    int rc = hero_layer_apply_src(&src, j->tmp, j->feed ? NULL : j->diff_id, &res, &j->err);
     if (!j->feed)
         close(src.fd);
     if (rc < 0) {
@@ -403,6 +413,7 @@ static void apply_work(uv_work_t *w)
     if (hero_layer_sync(j->tmp, res.entries, &j->err) < 0)
         return;
     if (j->feed) {
+        memcpy(j->streamed_diff_id, res.diff_id, sizeof(res.diff_id));
         j->rc = 0; /* staged: commit_work renames it once the download is verified */
         return;
     }
@@ -512,8 +523,14 @@ static void job_step(layer_job_t *j)
 {
     if (j->working || j->fetching)
         return; /* wait: the pull must not end while the download refers to the job */
+    if (j->p->aborting) {
+        abort_end(j->p);
+        return;
+    }
     if (!j->p->configured)
         return; /* a download started from the manifest is in: layers_start goes on */
+    if (!j->applied && !j->err.msg && !hero_layer_digest_valid(j->diff_id))
+        hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
     if (j->fetch_err.msg && !j->existed) {
         drop_tmp(j); /* a staged layer whose blob failed: nothing is kept */
         j->staged = false;
@@ -521,12 +538,18 @@ static void job_step(layer_job_t *j)
         return;
     }
     if (j->staged) {
-        /* the download is verified: the staged layer goes into place */
         j->staged = false;
-        j->working = true;
-        j->work.data = j;
-        uv_queue_work(j->p->loop, &j->work, commit_work, apply_done);
-        return;
+        if (!j->err.msg && strcmp(j->streamed_diff_id, j->diff_id) == 0) {
+            /* the download is verified, and so is the diff_id: into place */
+            j->working = true;
+            j->work.data = j;
+            uv_queue_work(j->p->loop, &j->work, commit_work, apply_done);
+            return;
+        }
+        /* not the layer the config names: it is applied again from the blob below,
+         * which says why (or the error above does) */
+        drop_tmp(j);
+        j->unpacked = 0;
     }
     if (j->applied) {
         job_finished(j, NULL);
@@ -560,7 +583,7 @@ static void blob_progress(const char *digest, uint64_t done, uint64_t total, voi
         else
             hero_layer_feed_grow(j->feed, done);
         j->fed = done;
-    } else if (j->p->configured && !j->applied && !j->err.msg && !j->stream_tried &&
+    } else if (!j->p->aborting && !j->applied && !j->err.msg && !j->stream_tried &&
                !j->working && j->fetching && j->size > 0 && done > 0 && streams < STREAMS_MAX) {
         stream_start(j, done);
     }
@@ -701,8 +724,9 @@ static void jobs_make(pull_t *p, const hero_registry_image_t *img)
  * start downloading now rather than one round trip later. Which layer dirs exist is
  * only known with the config's diff_ids; a blob that is missing while its layer dir
  * is there (the same layer compressed otherwise by another image, or a blob removed
- * by hand) is fetched for nothing, which is rare and costs no correctness. Nothing is
- * extracted before the config is in (job_step and blob_progress wait for it). */
+ * by hand) is fetched for nothing, which is rare and costs no correctness. Their
+ * streams start with their first bytes (stream_start); nothing goes into place before
+ * the config is in (job_step waits for it). */
 static void manifest_known(const hero_registry_image_t *img, void *data)
 {
     pull_t *p = data;
@@ -726,7 +750,7 @@ static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
 }
 
 /* Ends a pull that failed before its jobs started (the config did not come, or did not
- * do). Downloads begun from the manifest that no other pull of this process shares are
+ * do), once the streams its downloads started have stopped (abort_end). Downloads begun from the manifest that no other pull of this process shares are
  * cancelled (their partial files go); one that is being renamed into place ends, and
  * its blob is removed then (blob_fetched). Blobs they completed are removed unless
  * another pull of this process wants them, or another process wrote them: a failed
@@ -755,8 +779,32 @@ static void pull_abort(pull_t *p, hero_error_t *err)
         } else if (j->downloaded && !blob_wanted_elsewhere(p, j->blob)) {
             unlink(j->blob);
         }
+        if (j->feed) /* its stream stops waiting for bytes and ends */
+            hero_layer_feed_fail(j->feed, err && err->msg ? err->msg : "the pull failed");
     }
-    pull_end(p, err);
+    if (!p->err.msg && err && err->msg)
+        hero_error_copy(&p->err, err);
+    else if (!p->err.msg)
+        hero_error_set(&p->err, EIO, "pulling %s failed", p->ref.canonical);
+    p->aborting = true;
+    abort_end(p);
+}
+
+/* The end of an aborted pull, once none of its streams runs any more: the layers they
+ * staged are removed, and the pull ends with its error. */
+static void abort_end(pull_t *p)
+{
+    for (size_t i = 0; i < p->njobs; i++)
+        if (p->jobs[i].working)
+            return; /* its apply_done calls job_step, which comes back here */
+    for (size_t i = 0; i < p->njobs; i++) {
+        drop_tmp(&p->jobs[i]);
+        p->jobs[i].staged = false;
+    }
+    hero_error_t e = p->err;
+    p->err = (hero_error_t)HERO_ERROR_INIT;
+    pull_end(p, &e);
+    hero_error_clear(&e);
 }
 
 static void layers_start(pull_t *p)
@@ -797,6 +845,12 @@ static void layers_start(pull_t *p)
     p->pending = n + 2;
     for (size_t i = 0; i < n; i++) {
         layer_job_t *j = &p->jobs[i];
+        if (j->working || j->staged) {
+            /* extracting its download since the manifest came (or done with that):
+             * job_step checks what it made against the config once it is done */
+            job_step(j);
+            continue;
+        }
         if (!hero_layer_digest_valid(j->diff_id)) {
             hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
         } else if (access(j->final, F_OK) == 0) {
@@ -888,10 +942,31 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
     if (!murl || hero_http_url_uses_curl(murl))
         libs |= HERO_LAZY_CURL;
     free(murl);
+    if (libs & HERO_LAZY_ARCHIVE)
+        pool_start(p->loop);
     hero_lazylib_preload(libs);
     hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
                                        .manifest = manifest_known};
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);
+}
+
+/* libuv makes its threadpool's threads at the pool's first use. Were that while the
+ * preload thread opens libarchive, each pthread_create would wait for the dlopen to
+ * end (glibc's loader holds its TLS lock throughout), and with it the loop thread:
+ * some 6 ms at a pull's first stream. So a pull that preloads starts the pool first. */
+static void pool_noop(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void pool_start(uv_loop_t *loop)
+{
+    static uv_work_t w;
+    static bool started;
+    if (!started) {
+        started = true;
+        uv_queue_work(loop, &w, pool_noop, NULL);
+    }
 }
 
 /* Removes temporary names a killed pull left (older than ten minutes: a pull of
