@@ -701,6 +701,77 @@ EOF
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
 
+@test "a layer is extracted while its config is held, and goes into place once it comes" {
+  local cfg seen=0
+  cfg=$(layout_digests sa | head -n 1)
+  regfix_start --hold "$cfg=3000"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
+  PA=$! # (teardown ends it, should a check below fail)
+  # while the config is held, sa's own layer (the file /sa/data) is extracted into a
+  # temp dir, and nothing is in place yet
+  for _ in $(seq 50); do
+    if [ -n "$(find "$BASE/images/layers" -path '*/.tmp-*/sa/data' 2> /dev/null)" ]; then
+      seen=1
+      break
+    fi
+    sleep 0.05
+  done
+  held
+  [ "$seen" -eq 1 ] || { echo "no layer extracted 2.5 s into a 3 s hold of the config" >&2; false; }
+  [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1 ! -name '.tmp-*')" ]
+  local rc=0
+  wait "$PA" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
+  has_image sa
+  [ "$(ls "$BASE/images/layers" | wc -l)" -eq 2 ]
+  [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
+}
+
+@test "a layer extracted before its config came, which names another diff_id, is not kept" {
+  # wd: sa with its top layer's diff_id changed in the config (a config of its own,
+  # a manifest of its own, tagged wd in the layout regfix serves)
+  local cfg
+  cfg=$(python3 - "$FILE_TMP/oci" sa wd <<'PY'
+import hashlib, json, sys
+L, src, dst = sys.argv[1:4]
+ref = 'org.opencontainers.image.ref.name'
+path = lambda d: '%s/blobs/sha256/%s' % (L, d.split(':')[1])
+idx = json.load(open(L + '/index.json'))
+m = [x for x in idx['manifests'] if x.get('annotations', {}).get(ref) == src][0]
+man = json.load(open(path(m['digest'])))
+cfg = json.load(open(path(man['config']['digest'])))
+cfg['rootfs']['diff_ids'][-1] = 'sha256:' + hashlib.sha256(b'not this layer').hexdigest()
+def put(b):
+    d = 'sha256:' + hashlib.sha256(b).hexdigest()
+    open(path(d), 'wb').write(b)
+    return d, len(b)
+man['config']['digest'], man['config']['size'] = put(json.dumps(cfg).encode())
+md, ml = put(json.dumps(man).encode())
+idx['manifests'] = [x for x in idx['manifests'] if x.get('annotations', {}).get(ref) != dst]
+idx['manifests'].append({'mediaType': m['mediaType'], 'digest': md, 'size': ml,
+                         'annotations': {ref: dst}})
+json.dump(idx, open(L + '/index.json', 'w'))
+print(man['config']['digest'])
+PY
+)
+  # the config comes 1.5 s late: the layers are downloaded and extracted by then
+  regfix_start --hold "$cfg=1500"
+  pb w <<EOF
+!!heropods.image_pull name:'wd' ref:'$RF/test/wd:wd'
+EOF
+  hero_run w
+  [ "$status" -eq 1 ]
+  first_error_is w 2 "diff_id mismatch"
+  no_image wd
+  # the bottom layer (its diff_id is right) may stay; the top one must not
+  [ "$(ls "$BASE/images/layers" | wc -l)" -le 1 ]
+  [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
+  [ ! -e "$BASE/images/layers/$(python3 -c 'import hashlib; print(hashlib.sha256(b"not this layer").hexdigest())')" ]
+}
+
 @test "a pull that fails once its layers are downloading cancels them, while another pull goes on" {
   local cfg_a cfg_b layer_b
   cfg_a=$(layout_digests sa | head -n 1)
