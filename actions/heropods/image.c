@@ -23,7 +23,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-
 #include "actions/actions.h"
 #include "actions/heropods/pull.h"
 #include "runtime/fs.h"

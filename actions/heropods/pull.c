@@ -6,7 +6,7 @@
  *   -> per layer, in parallel: its layer dir exists already (shared with another
  *      image: nothing to do), else its blob is fetched (at most 6 at once, by the
  *      registry client) and applied on a threadpool thread into a private temp dir
- *      (while it downloads, for up to STREAMS_MAX layers at once), synced, and
+ *      (while it downloads, for up to streams_max() layers at once), synced, and
  *      renamed to images/layers/<diff_id hex> once the blob is verified
  *   -> the image record: its root is the stack of its layer dirs, top first.
  *
@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -340,20 +341,39 @@ static void job_finished(layer_job_t *j, hero_error_t *err)
  * (commit_work) only once the download has succeeded and the config is in and names
  * the diff_id the stream hashed, so a blob that does not match caches nothing. (A
  * stream never reads the job's diff_id or final path, which layers_start writes on
- * the loop thread meanwhile.) Anything odd (the download starts over or fails, the stream fails for
- * whatever reason) throws the stream's work away; once the download is in, the layer
- * is applied from the stored blob as without streaming, so errors read as before.
+ * the loop thread meanwhile.) Anything odd (the download starts over or fails, the
+ * stream fails for whatever reason, the config names another diff_id) throws the
+ * stream's work away; once the download is in, the layer is applied from the stored
+ * blob as without streaming, so errors read as before. A stream whose layer dir the
+ * config shows in place already is stopped, and that dir kept.
  *
  * A streaming extraction holds a threadpool thread while it waits for the network, so
- * at most STREAMS_MAX run at once (libuv has 4 threads unless UV_THREADPOOL_SIZE says
- * otherwise); a layer that finds no free slot is applied after its download. The wait
- * never depends on threadpool work (the bytes and the download's failure come from the
- * loop thread, and the stream never waits for the download's verdict), so a busy pool
- * only delays things. */
-#define STREAMS_MAX 2
+ * at most streams_max() run at once: 2, and two threads of the pool stay free (libuv
+ * has 4 unless UV_THREADPOOL_SIZE says otherwise) for what the downloads and the pull
+ * need meanwhile (a name lookup for a new connection, the manifest's sync); a layer
+ * that finds no free slot is applied after its download. The wait never depends on
+ * threadpool work (the bytes and the download's failure come from the loop thread, and
+ * the stream never waits for the download's verdict), so a busy pool only delays
+ * things. */
 static unsigned streams; /* streaming extractions running in this process */
 
+static unsigned streams_max(void)
+{
+    static int max = -1;
+    if (max < 0) {
+        /* libuv's reading of the variable */
+        const char *v = getenv("UV_THREADPOOL_SIZE");
+        int n = v ? atoi(v) : 4;
+        if (n <= 0)
+            n = 1;
+        max = n - 2 > 2 ? 2 : n - 2 < 0 ? 0 : n - 2;
+    }
+    return (unsigned)max;
+}
+
 static void job_step(layer_job_t *j);
+static void size_work(uv_work_t *w);
+static void size_done(uv_work_t *w, int status);
 static void abort_end(pull_t *p);
 static void pool_start(uv_loop_t *loop);
 static void blob_fetch(hero_registry_t *r, layer_job_t *j);
@@ -529,6 +549,17 @@ static void job_step(layer_job_t *j)
     }
     if (!j->p->configured)
         return; /* a download started from the manifest is in: layers_start goes on */
+    if (j->existed && !j->applied) {
+        /* streamed before the config showed the layer dir in place: that one stands */
+        drop_tmp(j);
+        j->staged = false;
+        hero_error_clear(&j->err);
+        j->applied = true;
+        j->working = true;
+        j->work.data = j;
+        uv_queue_work(j->p->loop, &j->work, size_work, size_done);
+        return;
+    }
     if (!j->applied && !j->err.msg && !hero_layer_digest_valid(j->diff_id))
         hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
     if (j->fetch_err.msg && !j->existed) {
@@ -539,7 +570,7 @@ static void job_step(layer_job_t *j)
     }
     if (j->staged) {
         j->staged = false;
-        if (!j->err.msg && strcmp(j->streamed_diff_id, j->diff_id) == 0) {
+        if (!j->err.msg && strcasecmp(j->streamed_diff_id, j->diff_id) == 0) {
             /* the download is verified, and so is the diff_id: into place */
             j->working = true;
             j->work.data = j;
@@ -584,7 +615,7 @@ static void blob_progress(const char *digest, uint64_t done, uint64_t total, voi
             hero_layer_feed_grow(j->feed, done);
         j->fed = done;
     } else if (!j->p->aborting && !j->applied && !j->err.msg && !j->stream_tried &&
-               !j->working && j->fetching && j->size > 0 && done > 0 && streams < STREAMS_MAX) {
+               !j->working && j->fetching && j->size > 0 && done > 0 && streams < streams_max()) {
         stream_start(j, done);
     }
 }
@@ -743,7 +774,7 @@ static void manifest_known(const hero_registry_image_t *img, void *data)
 static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
 {
     for (const pull_t *q = pulls; q; q = q->next)
-        for (size_t i = 0; q != p && i < q->njobs; i++)
+        for (size_t i = 0; q != p && !q->aborting && i < q->njobs; i++)
             if (!strcmp(q->jobs[i].blob, blob))
                 return true;
     return false;
@@ -847,7 +878,15 @@ static void layers_start(pull_t *p)
         layer_job_t *j = &p->jobs[i];
         if (j->working || j->staged) {
             /* extracting its download since the manifest came (or done with that):
-             * job_step checks what it made against the config once it is done */
+             * job_step checks what it made against the config once it is done; unless
+             * the layer dir is there already (the same layer compressed otherwise by
+             * an image pulled before), then the stream stops and the dir is taken as
+             * for a layer found in place (job_step) */
+            if (hero_layer_digest_valid(j->diff_id) && access(j->final, F_OK) == 0) {
+                j->existed = true;
+                if (j->feed)
+                    hero_layer_feed_fail(j->feed, "the layer is in the store already");
+            }
             job_step(j);
             continue;
         }

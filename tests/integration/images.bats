@@ -735,7 +735,7 @@ EOF
   # a manifest of its own, tagged wd in the layout regfix serves)
   local cfg
   cfg=$(python3 - "$FILE_TMP/oci" sa wd <<'PY'
-import hashlib, json, sys
+import hashlib, json, os, sys
 L, src, dst = sys.argv[1:4]
 ref = 'org.opencontainers.image.ref.name'
 path = lambda d: '%s/blobs/sha256/%s' % (L, d.split(':')[1])
@@ -753,7 +753,9 @@ md, ml = put(json.dumps(man).encode())
 idx['manifests'] = [x for x in idx['manifests'] if x.get('annotations', {}).get(ref) != dst]
 idx['manifests'].append({'mediaType': m['mediaType'], 'digest': md, 'size': ml,
                          'annotations': {ref: dst}})
-json.dump(idx, open(L + '/index.json', 'w'))
+with open(L + '/index.json.new', 'w') as f:
+    json.dump(idx, f)
+os.replace(L + '/index.json.new', L + '/index.json')
 print(man['config']['digest'])
 PY
 )

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -295,6 +296,54 @@ static void four_processes_lease(void)
     hero_store_close(s);
 }
 
+/* Closing keeps a short WAL (no checkpoint: see hero_store_open) and checkpoints a
+ * long one, so the next open has little to read; what was committed is there either
+ * way. */
+static void wal_on_close(void)
+{
+    char *wal = hero_xasprintf("%s/hero.db-wal", base);
+    hero_store_t *s = open_or_die();
+    hero_error_t e = HERO_ERROR_INIT;
+    TAP_OK(hero_store_meta_put(s, "wal.short", "1", &e) == 0, "one commit");
+    hero_store_close(s);
+    struct stat st;
+    TAP_OK(stat(wal, &st) == 0 && st.st_size > 0, "a short WAL stays when the store closes");
+    s = open_or_die();
+    char *v = NULL;
+    TAP_OK(hero_store_meta_get(s, "wal.short", &v, &e) == 0 && v && !strcmp(v, "1"),
+           "and what it holds is read back");
+    free(v);
+    /* some 100 pages: each value fills a page of its own */
+    char *big = hero_xmalloc(3001);
+    memset(big, 'x', 3000);
+    big[3000] = 0;
+    int rc = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "wal.long.%d", i);
+        rc = hero_store_meta_put(s, key, big, &e);
+    }
+    TAP_OK(rc == 0, "100 commits of a page each");
+    hero_store_close(s);
+    TAP_OK(stat(wal, &st) != 0 || st.st_size == 0,
+           "a WAL past 64 pages is checkpointed when the store closes");
+    s = open_or_die();
+    v = NULL;
+    TAP_OK(hero_store_meta_get(s, "wal.long.99", &v, &e) == 0 && v && strlen(v) == 3000,
+           "and what it held is in the database");
+    free(v);
+    hero_store_meta_del(s, "wal.short", &e);
+    for (int i = 0; i < 100; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "wal.long.%d", i);
+        hero_store_meta_del(s, key, &e);
+    }
+    hero_store_close(s);
+    hero_error_clear(&e);
+    free(big);
+    free(wal);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/hero-store-test.XXXXXX";
@@ -318,6 +367,7 @@ int main(void)
     hero_store_close(s);
     two_processes();
     four_processes_lease();
+    wal_on_close();
     char *cmd[] = {"rm", "-rf", tmpl, NULL};
     pid_t p = fork();
     if (p == 0) {
