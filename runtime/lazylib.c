@@ -24,6 +24,13 @@
  * which lets a dlopen under way finish first: a pull that fails at once may end some
  * 10 ms later than it would.)
  *
+ * libcrypto is linked statically for SHA-256 alone (runtime/sha256.c): its EVP key
+ * functions would bring OpenSSL's providers along, 3.4 MB of code and 16000
+ * relocations the loader would apply at every start. The one caller that needs them
+ * (a new ed25519 key for the yggdrasil overlay, once per node) gets them by name from
+ * the shared libcrypto, hero_lazylib_crypto_sym, which reports a failure as an error
+ * rather than exiting.
+ *
  * A library that cannot be opened is fatal, as it was for the dynamic loader: hero
  * says which one and why, and exits with 127, when a function of it is called (not
  * when hero_lazylib_preload opens it ahead). Safe from any thread. */
@@ -96,6 +103,7 @@ static void lazy_fail(const char *soname, const char *needed_for, const char *wh
 LAZYLIB(lib_curl, "libcurl.so.4", "HTTP transfers (image pulls)")
 LAZYLIB(lib_archive, "libarchive.so.13", "tar archives (image layers, import, export)")
 LAZYLIB(lib_nft, "libnftables.so.1", "firewall rules (nftables)")
+LAZYLIB(lib_crypto, "libcrypto.so.3", "ed25519 keys (the yggdrasil overlay)")
 
 /* The address of a wrapped function (its library opened first if need be). */
 static void *lazy_fn(lazylib_t *l, void *const *slot, const char *name)
@@ -109,6 +117,22 @@ static void *lazy_fn(lazylib_t *l, void *const *slot, const char *name)
         lazy_fail(l->soname, l->needed_for, what);
     }
     return *slot;
+}
+
+/* ---- libcrypto, by symbol (lazylib.h) ---- */
+
+void *hero_lazylib_crypto_sym(const char *name, hero_error_t *err)
+{
+    pthread_once(&lib_crypto.once, lib_crypto.open);
+    if (!lib_crypto.handle) {
+        hero_error_set(err, 0, "cannot load %s, which hero needs for %s: %s", lib_crypto.soname,
+                       lib_crypto.needed_for, lib_crypto.error ? lib_crypto.error : "?");
+        return NULL;
+    }
+    void *f = dlsym(lib_crypto.handle, name);
+    if (!f)
+        hero_error_set(err, 0, "no function %s in %s", name, lib_crypto.soname);
+    return f;
 }
 
 /* ---- opening ahead (lazylib.h) ---- */

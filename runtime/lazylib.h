@@ -6,6 +6,8 @@
 #ifndef HERO_RUNTIME_LAZYLIB_H
 #define HERO_RUNTIME_LAZYLIB_H
 
+#include "runtime/error.h"
+
 enum {
     HERO_LAZY_CURL = 1,
     HERO_LAZY_ARCHIVE = 2,
@@ -16,5 +18,10 @@ enum {
  * and returns at once. Each library is opened once per process, by whoever asks
  * first; one that cannot be opened is reported when a function of it is called. */
 void hero_lazylib_preload(unsigned libs);
+
+/* The address of function `name` of the shared libcrypto (libcrypto.so.3), opened
+ * on first use: for the few OpenSSL functions hero does not link in (see lazylib.c).
+ * NULL with err set when the library or the function is missing. Any thread. */
+void *hero_lazylib_crypto_sym(const char *name, hero_error_t *err);
 
 #endif

@@ -28,6 +28,7 @@
 #include "pods.h"
 #include "runtime/fs.h"
 #include "runtime/http.h"
+#include "runtime/lazylib.h"
 #include "runtime/sched.h"
 
 /* How long a daemon hero started has to answer, and how often hero asks. */
@@ -778,22 +779,42 @@ static char *hex_of(const unsigned char *b, size_t n)
     return s;
 }
 
-/* A new ed25519 key in yggdrasil's form: hex of seed (32) then public key (32). */
+/* A new ed25519 key in yggdrasil's form: hex of seed (32) then public key (32). The
+ * OpenSSL functions come from the shared libcrypto (hero_lazylib_crypto_sym says why):
+ * called through pointers of their own types, so that none is linked in. */
 static char *yg_new_key(hero_error_t *err)
 {
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    struct {
+        __typeof__(&EVP_PKEY_CTX_new_id) ctx_new;
+        __typeof__(&EVP_PKEY_keygen_init) keygen_init;
+        __typeof__(&EVP_PKEY_keygen) keygen;
+        __typeof__(&EVP_PKEY_get_raw_private_key) get_priv;
+        __typeof__(&EVP_PKEY_get_raw_public_key) get_pub;
+        __typeof__(&EVP_PKEY_free) key_free;
+        __typeof__(&EVP_PKEY_CTX_free) ctx_free;
+    } f;
+    static const char *const names[] = {
+        "EVP_PKEY_CTX_new_id",         "EVP_PKEY_keygen_init",        "EVP_PKEY_keygen",
+        "EVP_PKEY_get_raw_private_key", "EVP_PKEY_get_raw_public_key", "EVP_PKEY_free",
+        "EVP_PKEY_CTX_free"};
+    void *p[sizeof(names) / sizeof(*names)];
+    _Static_assert(sizeof(p) == sizeof(f), "one name per function pointer");
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+        if (!(p[i] = hero_lazylib_crypto_sym(names[i], err)))
+            return NULL;
+    memcpy(&f, p, sizeof(f));
+    EVP_PKEY_CTX *c = f.ctx_new(EVP_PKEY_ED25519, NULL);
     EVP_PKEY *k = NULL;
     unsigned char raw[64];
     size_t priv = 32, pub = 32;
     char *out = NULL;
-    if (c && EVP_PKEY_keygen_init(c) == 1 && EVP_PKEY_keygen(c, &k) == 1 &&
-        EVP_PKEY_get_raw_private_key(k, raw, &priv) == 1 &&
-        EVP_PKEY_get_raw_public_key(k, raw + 32, &pub) == 1 && priv == 32 && pub == 32)
+    if (c && f.keygen_init(c) == 1 && f.keygen(c, &k) == 1 && f.get_priv(k, raw, &priv) == 1 &&
+        f.get_pub(k, raw + 32, &pub) == 1 && priv == 32 && pub == 32)
         out = hex_of(raw, 64);
     else
         hero_error_set(err, 0, "cannot make an ed25519 key for yggdrasil (OpenSSL)");
-    EVP_PKEY_free(k);
-    EVP_PKEY_CTX_free(c);
+    f.key_free(k);
+    f.ctx_free(c);
     return out;
 }
 

@@ -7,7 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,10 +26,25 @@ struct reg_tokfetch {
 
 /* ---- base64 ---- */
 
+/* Standard base64 with padding (RFC 4648), for "Authorization: Basic". */
 static char *b64_encode(const char *s, size_t n)
 {
-    char *out = hero_xmalloc(4 * ((n + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = hero_xmalloc(4 * ((n + 2) / 3) + 1), *o = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)u[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)u[i + 1] << 8;
+        if (i + 2 < n)
+            v |= u[i + 2];
+        *o++ = abc[v >> 18];
+        *o++ = abc[(v >> 12) & 63];
+        *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < n ? abc[v & 63] : '=';
+    }
+    *o = 0;
     return out;
 }
 
