@@ -25,7 +25,6 @@ struct hero_store {
     } cache[STMT_CACHE];
     size_t ncache;
     int depth;   /* explicit transaction open */
-    int wal_pages; /* the WAL's length after this process's last commit (wal_hook) */
     int batch;   /* hero_store_batch_begin calls not yet ended */
     bool batch_own;  /* the outermost batch opened the transaction */
 };
@@ -127,20 +126,9 @@ static int migrate(hero_store_t *s, hero_error_t *err)
     return exec_sql(s, "COMMIT", err);
 }
 
-/* The WAL's length in pages, kept by the hook SQLite calls after each commit. The
- * hook replaces SQLite's automatic checkpoint (sqlite3_wal_autocheckpoint is such a
- * hook), so it does that one's work too: a passive checkpoint from 1000 pages on. */
-enum { WAL_KEEP_PAGES = 64, WAL_AUTO_PAGES = 1000 };
-
-static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    hero_store_t *s = arg;
-    s->wal_pages = pages;
-    if (pages >= WAL_AUTO_PAGES &&
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
-        s->wal_pages = 0;
-    return SQLITE_OK;
-}
+/* A WAL file longer than this is checkpointed when the store closes (see
+ * hero_store_open): some 64 pages of 4 KB. */
+#define WAL_KEEP_BYTES (64 * 4096 + 32)
 
 int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
 {
@@ -159,8 +147,8 @@ int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
         return -1;
     }
     sqlite3_busy_timeout(s->db, 10000);
-    /* No checkpoint when the last connection closes, unless the WAL has grown past
-     * WAL_KEEP_PAGES (hero_store_close). Closing would copy the WAL into the database
+    /* No checkpoint when the last connection closes, unless the WAL file has grown
+     * past WAL_KEEP_BYTES (hero_store_close). Closing would copy the WAL into the database
      * and fsync both, and a hero process closes its store last thing: 2-8 ms of every
      * run here, more while the disk is busy writing a pulled layer. A commit is in
      * the WAL at once (what a killed hero needs), and the WAL is on the disk by the
@@ -170,7 +158,6 @@ int hero_store_open(const char *base_dir, hero_store_t **out, hero_error_t *err)
      * to index it, so it is kept short: a few dozen runs' commits, some 0.3 ms to
      * read. hero.db-wal beside hero.db is part of the state. */
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-    sqlite3_wal_hook(s->db, wal_hook, s);
     /* Switching a new database to WAL takes a lock that the busy handler does not
      * wait for; when processes open a fresh store at once, retry for a while. */
     int tries = 0;
@@ -220,8 +207,13 @@ void hero_store_close(hero_store_t *s)
         return;
     for (size_t i = 0; i < s->ncache; i++)
         sqlite3_finalize(s->cache[i].st);
-    if (s->db && s->wal_pages > WAL_KEEP_PAGES) /* see hero_store_open */
+    /* a long WAL, whoever wrote it, is checkpointed (and removed) by the last process
+     * to close the store: see hero_store_open */
+    struct stat st;
+    char *wal = s->db ? hero_xasprintf("%s/hero.db-wal", s->base_dir) : NULL;
+    if (wal && stat(wal, &st) == 0 && st.st_size > WAL_KEEP_BYTES)
         sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    free(wal);
     sqlite3_close(s->db);
     free(s->base_dir);
     free(s);

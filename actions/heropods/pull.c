@@ -361,7 +361,8 @@ static unsigned streams_max(void)
 {
     static int max = -1;
     if (max < 0) {
-        /* libuv's reading of the variable */
+        /* the pool's size as libuv reads the variable (a negative one counts as 1
+         * here: fewer streams, never more) */
         const char *v = getenv("UV_THREADPOOL_SIZE");
         int n = v ? atoi(v) : 4;
         if (n <= 0)
@@ -550,8 +551,8 @@ static void job_step(layer_job_t *j)
     if (!j->p->configured)
         return; /* a download started from the manifest is in: layers_start goes on */
     if (j->existed && !j->applied) {
-        /* streamed before the config showed the layer dir in place: that one stands */
-        drop_tmp(j);
+        /* streamed before the config showed the layer dir in place: that one stands
+         * (size_work removes what the stream made) */
         j->staged = false;
         hero_error_clear(&j->err);
         j->applied = true;
@@ -717,6 +718,7 @@ static void meta_done(uv_work_t *w, int status)
 static void size_work(uv_work_t *w)
 {
     layer_job_t *j = w->data;
+    drop_tmp(j); /* a stream's work, not wanted (see job_step) */
     j->unpacked = hero_layer_dir_size(j->final);
 }
 
@@ -781,7 +783,8 @@ static bool blob_wanted_elsewhere(const pull_t *p, const char *blob)
 }
 
 /* Ends a pull that failed before its jobs started (the config did not come, or did not
- * do), once the streams its downloads started have stopped (abort_end). Downloads begun from the manifest that no other pull of this process shares are
+ * do), once the streams its downloads started have stopped (abort_end). Downloads
+ * begun from the manifest that no other pull of this process shares are
  * cancelled (their partial files go); one that is being renamed into place ends, and
  * its blob is removed then (blob_fetched). Blobs they completed are removed unless
  * another pull of this process wants them, or another process wrote them: a failed

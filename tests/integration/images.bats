@@ -774,6 +774,36 @@ EOF
   [ ! -e "$BASE/images/layers/$(python3 -c 'import hashlib; print(hashlib.sha256(b"not this layer").hexdigest())')" ]
 }
 
+@test "a layer streamed before its config showed it in the store is taken from the store" {
+  # the bb layer in the store first, from the registry, gzip'd
+  pb a <<EOF
+!!heropods.image_pull name:'bb' ref:'$REG/test/bb:latest'
+EOF
+  hero_run a
+  [ "$status" -eq 0 ]
+  # the same layer compressed with zstd (another blob, the same diff_id), its config
+  # held 100 ms: the blob's first 100 KB come at once (its stream starts), then the
+  # connection drops; the config comes while the stream waits, and the rest of the
+  # blob, fetched again with Range, has one byte wrong. The layer in the store
+  # serves: the bad blob is not needed, and not kept
+  skopeo copy -q "oci:$FILE_TMP/zstd:bb" "oci:$FILE_TMP/oci:bbz" > /dev/null
+  local cfg zl
+  cfg=$(layout_digests bbz | head -n 1)
+  zl=$(layout_digests bbz | tail -n 1)
+  [ "$(layout_digests bbz | wc -l)" -eq 2 ]
+  regfix_start --hold "$cfg=100" --drop "$zl=100000" --corrupt "$zl"
+  pb z <<EOF
+!!heropods.image_pull name:'bbz' ref:'$RF/test/bbz:bbz'
+EOF
+  hero_run z
+  [ "$status" -eq 0 ] || { echo "$stderr" >&2; false; }
+  has_image bbz
+  [ "$(ls "$BASE/images/layers" | wc -l)" -eq 1 ]
+  [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
+  [ ! -e "$(blob_file "$zl")" ]
+  grep -q "GET /v2/test/bbz/blobs/$zl" "$BASE/regfix.log"
+}
+
 @test "a pull that fails once its layers are downloading cancels them, while another pull goes on" {
   local cfg_a cfg_b layer_b
   cfg_a=$(layout_digests sa | head -n 1)
