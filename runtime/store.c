@@ -210,10 +210,9 @@ void hero_store_close(hero_store_t *s)
     /* a long WAL, whoever wrote it, is checkpointed (and removed) by the last process
      * to close the store: see hero_store_open */
     struct stat st;
-    char *wal = s->db ? hero_xasprintf("%s/hero.db-wal", s->base_dir) : NULL;
-    if (wal && stat(wal, &st) == 0 && st.st_size > WAL_KEEP_BYTES)
+    const char *db = s->db ? sqlite3_db_filename(s->db, "main") : NULL;
+    if (db && stat(sqlite3_filename_wal(db), &st) == 0 && st.st_size > WAL_KEEP_BYTES)
         sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
-    free(wal);
     sqlite3_close(s->db);
     free(s->base_dir);
     free(s);

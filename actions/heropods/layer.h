@@ -67,9 +67,10 @@
 #include <stdint.h>
 
 #include "runtime/error.h"
+#include "runtime/sha256.h"
 
 /* "sha256:" + 64 hex digits + NUL */
-#define HERO_LAYER_DIGEST_LEN 72
+#define HERO_LAYER_DIGEST_LEN HERO_SHA256_HEX_LEN
 
 typedef struct hero_layer_result {
     char diff_id[HERO_LAYER_DIGEST_LEN]; /* sha256 of the uncompressed tar stream */

@@ -512,13 +512,19 @@ static void apply_done(uv_work_t *w, int status)
     job_step(j);
 }
 
+/* Queues a threadpool part of the job (its `working` holds job_step until done). */
+static void job_queue(layer_job_t *j, uv_work_cb work, uv_after_work_cb done)
+{
+    j->working = true;
+    j->work.data = j;
+    uv_queue_work(j->p->loop, &j->work, work, done);
+}
+
 static void apply_start(layer_job_t *j)
 {
-    j->work.data = j;
-    j->working = true;
     if (!j->feed) /* the blob is all there */
         hero_progress_update(j->p->prog, j->item, j->size > 0 ? (uint64_t)j->size : 0);
-    uv_queue_work(j->p->loop, &j->work, apply_work, apply_done);
+    job_queue(j, apply_work, apply_done);
 }
 
 /* Starts extracting the layer from PATH.partial while the download writes it; `done`
@@ -556,9 +562,7 @@ static void job_step(layer_job_t *j)
         j->staged = false;
         hero_error_clear(&j->err);
         j->applied = true;
-        j->working = true;
-        j->work.data = j;
-        uv_queue_work(j->p->loop, &j->work, size_work, size_done);
+        job_queue(j, size_work, size_done);
         return;
     }
     if (!j->applied && !j->err.msg && !hero_layer_digest_valid(j->diff_id))
@@ -573,9 +577,7 @@ static void job_step(layer_job_t *j)
         j->staged = false;
         if (!j->err.msg && strcasecmp(j->streamed_diff_id, j->diff_id) == 0) {
             /* the download is verified, and so is the diff_id: into place */
-            j->working = true;
-            j->work.data = j;
-            uv_queue_work(j->p->loop, &j->work, commit_work, apply_done);
+            job_queue(j, commit_work, apply_done);
             return;
         }
         /* not the layer the config names: it is applied again from the blob below,
@@ -900,9 +902,7 @@ static void layers_start(pull_t *p)
              * from the manifest is let finish: job_step waits for it); its size is
              * counted in the image's */
             j->applied = j->existed = true;
-            j->working = true;
-            j->work.data = j;
-            uv_queue_work(p->loop, &j->work, size_work, size_done);
+            job_queue(j, size_work, size_done);
             continue;
         } else if (!j->fetching && !j->fetched && !j->fetch_err.msg) {
             if (access(j->blob, F_OK) == 0)

@@ -817,7 +817,7 @@ static void on_config(reg_req_t *q, const hero_http_resp_t *resp, hero_error_t *
         hero_error_clear(&e);
         return;
     }
-    char got[72];
+    char got[HERO_SHA256_HEX_LEN];
     hero_sha256_hex(resp->body, resp->body_len, got);
     if (strcmp(got, img->config_digest) != 0) {
         resolve_fail(op, EBADMSG, "GET %s: digest mismatch for config %s: got %s", q->url,
@@ -903,7 +903,7 @@ static void on_manifest(reg_req_t *q, const hero_http_resp_t *resp, hero_error_t
         hero_error_clear(&e);
         return;
     }
-    char got[72];
+    char got[HERO_SHA256_HEX_LEN];
     hero_sha256_hex(resp->body, resp->body_len, got);
     const char *hd = hero_http_header(resp, "Docker-Content-Digest");
     const char *expect = op->want_digest                       ? op->want_digest

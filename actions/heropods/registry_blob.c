@@ -225,7 +225,7 @@ static void blob_on_done(reg_req_t *q, const hero_http_resp_t *resp, hero_error_
         hero_error_clear(&e);
         return;
     }
-    char got[72];
+    char got[HERO_SHA256_HEX_LEN];
     hero_sha256_final_hex(&b->md, got);
     if (b->size >= 0 && b->have != (uint64_t)b->size) {
         blob_failf(b, EBADMSG, "GET %s: size mismatch for blob %s: expected %" PRId64
@@ -403,6 +403,27 @@ static void blob_start(reg_blob_t *b)
     blob_transfer(b);
 }
 
+/* Takes b, which follows prev (NULL: b is the head), out of the queue. */
+static void queue_unlink(hero_registry_t *r, reg_blob_t *b, reg_blob_t *prev)
+{
+    if (prev)
+        prev->next = b->next;
+    else
+        r->queue_head = b->next;
+    if (r->queue_tail == b)
+        r->queue_tail = prev;
+    b->next = NULL;
+}
+
+/* Ends a blob that is queued or waiting (no partial of its own) with ECANCELED. */
+static void blob_cancelled(reg_blob_t *b, const char *why)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    reg_fail(&e, ECANCELED, "blob %s: %s", b->digest, why);
+    blob_finish(b, &e);
+    hero_error_clear(&e);
+}
+
 /* Starts waiting downloads while slots are free. Holds a reference of its own: a
  * callback run from here may close the client. */
 static void pump(hero_registry_t *r)
@@ -410,10 +431,7 @@ static void pump(hero_registry_t *r)
     reg_ref(r);
     while (!r->closing && r->downloads < r->max_downloads && r->queue_head) {
         reg_blob_t *b = r->queue_head;
-        r->queue_head = b->next;
-        if (!r->queue_head)
-            r->queue_tail = NULL;
-        b->next = NULL;
+        queue_unlink(r, b, NULL);
         b->started = true;
         r->downloads++;
         if (r->downloads > r->stats.max_downloads)
@@ -425,34 +443,17 @@ static void pump(hero_registry_t *r)
 
 void reg_blob_cancel_queued(hero_registry_t *r)
 {
+    static const char why[] = "cancelled (the registry client was closed)";
     while (r->waiting) {
         reg_blob_t *b = r->waiting;
         wait_stop(b);
-        hero_error_t e = HERO_ERROR_INIT;
-        reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
-                 b->digest);
-        blob_finish(b, &e);
-        hero_error_clear(&e);
+        blob_cancelled(b, why);
     }
     while (r->queue_head) {
         reg_blob_t *b = r->queue_head;
-        r->queue_head = b->next;
-        if (!r->queue_head)
-            r->queue_tail = NULL;
-        hero_error_t e = HERO_ERROR_INIT;
-        reg_fail(&e, ECANCELED, "blob %s: cancelled (the registry client was closed)",
-                 b->digest);
-        blob_finish(b, &e);
-        hero_error_clear(&e);
+        queue_unlink(r, b, NULL);
+        blob_cancelled(b, why);
     }
-}
-
-static void blob_cancelled(reg_blob_t *b)
-{
-    hero_error_t e = HERO_ERROR_INIT;
-    reg_fail(&e, ECANCELED, "blob %s: cancelled", b->digest);
-    blob_finish(b, &e); /* (queued or waiting: no partial of its own) */
-    hero_error_clear(&e);
 }
 
 void hero_registry_cancel_blob(hero_registry_t *r, hero_registry_blob_cb cb, void *data)
@@ -465,21 +466,15 @@ void hero_registry_cancel_blob(hero_registry_t *r, hero_registry_blob_cb cb, voi
             break;
         }
     if (found) {
-        if (prev)
-            prev->next = found->next;
-        else
-            r->queue_head = found->next;
-        if (r->queue_tail == found)
-            r->queue_tail = prev;
-        found->next = NULL;
-        blob_cancelled(found);
+        queue_unlink(r, found, prev);
+        blob_cancelled(found, "cancelled");
         reg_unref(r);
         return;
     }
     for (reg_blob_t *b = r->waiting; b; b = b->wait_next)
         if (b->cb == cb && b->data == data) {
             wait_stop(b); /* first: the callback may cancel again, and find nothing */
-            blob_cancelled(b);
+            blob_cancelled(b, "cancelled");
             reg_unref(r);
             return;
         }
