@@ -19,14 +19,20 @@ VERSION := 0.1.0
 
 HERO_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -I$(GEN) \
                -DHERO_VERSION='"$(VERSION)"'
-# libcurl, libarchive and libnftables are not linked: hero loads them when it first
-# calls them (runtime/lazylib.c), which spares every run some 40 shared libraries.
-# The rest is linked statically where Debian ships the archive (libmnl has none):
-# loading and relocating six shared libraries cost every hero process ~2 ms, a
-# third of `hero --version` (6.4 -> 4.2 ms). Their symbols are not exported, so a
-# library loaded later (libcurl -> libssl -> libcrypto.so) binds to its own copies.
-LIBS := -Wl,-Bstatic -luv_a -lsqlite3 -ljansson -lyaml -lzstd -lz -lcrypto -Wl,-Bdynamic \
-        -lmnl -lm -ldl -lpthread
+# libcurl, libarchive's writer and libnftables are not linked: hero loads them when
+# it first calls them (runtime/lazylib.c), which spares every run some 40 shared
+# libraries. The rest is linked statically where Debian ships the archive (libmnl
+# has none): loading and relocating six shared libraries cost every hero process
+# ~2 ms, a third of `hero --version` (6.4 -> 4.2 ms). libarchive.a gives hero its tar
+# reader and gzip and zstd decompressors alone (what layer.c calls), so that a pull
+# does not open the shared libarchive and its 15 libraries. Their symbols are not
+# exported, so a library loaded later (libcurl -> libssl -> libcrypto.so, or
+# libarchive.so for an export) binds to its own copies.
+LIBS := -Wl,-Bstatic -luv_a -lsqlite3 -ljansson -lyaml -larchive -lzstd -lz -lcrypto \
+        -Wl,-Bdynamic -lmnl -lm -ldl -lpthread
+# The unit tests build tars with libarchive's writer: they link the shared libarchive
+# (reader and all) instead.
+TEST_LIBS := $(filter-out -larchive,$(LIBS)) -larchive
 
 LEMPAR := /usr/share/lemon/lempar.c
 
@@ -108,7 +114,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libhero.a tests/unit/tap.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(LIBS)
+	$(CC) $(CFLAGS) $(HERO_CFLAGS) -o $@ $< $(BUILD)/libhero.a $(TEST_LIBS)
 
 # Test fixtures: small programs the tests run (servers on loopback, builders).
 FIXTURE_SRCS := $(wildcard tests/fixtures/*.c)

@@ -1,15 +1,22 @@
-/* libcurl, libarchive and libnftables, loaded when hero first calls them.
+/* libcurl, libarchive's writer and libnftables, loaded when hero first calls them.
  *
- * Linked the usual way, these three bring some 40 shared libraries into every hero
- * process (libcurl alone: gnutls, krb5, ldap, ssh2, rtmp, ...; libarchive: libxml2
- * and ICU), and the dynamic loader maps and relocates all of them before main():
- * some 10-20 ms of CPU per `hero run` on these VMs, where a page fault is dear. Most
- * runs need none of them: libcurl only for a registry pull, libarchive only for an
- * image import, export or layer, libnftables only when the instance's rules must be
- * written. So hero is not linked against them (see LIBS in the Makefile); this file
- * defines every function of theirs that hero calls, with the libraries' own
- * prototypes, and each one opens its library (dlopen, once, which looks up all its
- * wrapped functions) and calls the real function.
+ * Linked the usual way, these bring some 40 shared libraries into every hero process
+ * (libcurl alone: gnutls, krb5, ldap, ssh2, rtmp, ...; libarchive: libxml2 and ICU),
+ * and the dynamic loader maps and relocates all of them before main(): some 10-20 ms
+ * of CPU per `hero run` on these VMs, where a page fault is dear. Most runs need
+ * none of them: libcurl only for an https registry pull, libarchive's writer only for
+ * an image export, libnftables only when the instance's rules must be written. So
+ * hero is not linked against them (see LIBS in the Makefile); this file defines
+ * every function of theirs that hero calls, with the libraries' own prototypes, and
+ * each one opens its library (dlopen, once, which looks up all its wrapped functions)
+ * and calls the real function.
+ *
+ * libarchive's tar reader (layers, imports) is linked in statically instead: it needs
+ * only zlib and libzstd, which hero links anyway, while opening the shared library
+ * (15 libraries with libxml2, ICU and libstdc++) cost every pull 5-8 ms of CPU, just
+ * when the registry sends its first bytes. The export's functions (the disk reader,
+ * the writer and the pax format, which bring xar and so libxml2 along) come from the
+ * shared library under names of hero's own, hero_ar_* (lazylib.h).
  *
  * Using a function of these libraries that is not here fails at link time with
  * "undefined reference to `curl_...'": add one line for it below (its prototype is
@@ -101,7 +108,7 @@ static void lazy_fail(const char *soname, const char *needed_for, const char *wh
         lazy_open(&var);                                                    \
     }
 LAZYLIB(lib_curl, "libcurl.so.4", "HTTP transfers (image pulls)")
-LAZYLIB(lib_archive, "libarchive.so.13", "tar archives (image layers, import, export)")
+LAZYLIB(lib_archive, "libarchive.so.13", "writing tar archives (image export)")
 LAZYLIB(lib_nft, "libnftables.so.1", "firewall rules (nftables)")
 LAZYLIB(lib_crypto, "libcrypto.so.3", "ed25519 keys (the yggdrasil overlay)")
 
@@ -145,8 +152,6 @@ static void *preload_main(void *arg)
     /* in the order of lazylib.h: the one needed first opens first */
     if (libs & HERO_LAZY_CURL)
         pthread_once(&lib_curl.once, lib_curl.open);
-    if (libs & HERO_LAZY_ARCHIVE)
-        pthread_once(&lib_archive.once, lib_archive.open);
     if (libs & HERO_LAZY_NFT)
         pthread_once(&lib_nft.once, lib_nft.open);
     return NULL;
@@ -269,103 +274,62 @@ CURLcode curl_easy_getinfo(CURL *curl, CURLINFO info, ...)
 }
 #undef C
 
-/* ---- libarchive ---- */
+/* ---- libarchive's disk reader and writer, for image_export (lazylib.h) ----
+ * hero links libarchive's tar reader in (for layers and imports); these come from the
+ * shared library, under names of hero's own, since the linked-in copy has the
+ * library's. The shared libarchive binds to its own functions (hero exports none). */
 #define A lib_archive
+/* A wrapper named `wname` around function `name` of library `lib`: with that
+ * function's type, checked by the compiler against the declaration in lazylib.h. */
+#define LAZY_AS(lib, ret, wname, name, params, args) \
+    LAZY_SYM(lib, name)                              \
+    ret wname params                                 \
+    {                                                \
+        LAZY_FN(lib, name, f)                        \
+        return f args;                               \
+    }
+#define LAZY_AS_VOID(lib, wname, name, params, args) \
+    LAZY_SYM(lib, name)                              \
+    void wname params                                \
+    {                                                \
+        LAZY_FN(lib, name, f)                        \
+        f args;                                      \
+    }
 typedef struct archive arc_t;
 typedef struct archive_entry ent_t;
-LAZY(A, int, archive_errno, (arc_t *a), (a))
-LAZY(A, const char *, archive_error_string, (arc_t *a), (a))
-LAZY(A, arc_t *, archive_read_new, (void), ())
-LAZY(A, arc_t *, archive_read_disk_new, (void), ())
-LAZY(A, int, archive_read_support_format_tar, (arc_t *a), (a))
-LAZY(A, int, archive_read_support_format_raw, (arc_t *a), (a))
-LAZY(A, int, archive_read_append_filter, (arc_t *a, int code), (a, code))
-LAZY(A, int, archive_read_open,
-     (arc_t *a, void *data, archive_open_callback *o, archive_read_callback *r,
-      archive_close_callback *c),
-     (a, data, o, r, c))
-LAZY(A, int, archive_read_next_header, (arc_t *a, ent_t **e), (a, e))
-LAZY(A, int, archive_read_next_header2, (arc_t *a, ent_t *e), (a, e))
-LAZY(A, int, archive_read_data_block,
-     (arc_t *a, const void **buff, size_t *size, la_int64_t *offset), (a, buff, size, offset))
-LAZY(A, int, archive_read_close, (arc_t *a), (a))
-LAZY(A, la_int64_t, archive_filter_bytes, (arc_t *a, int n), (a, n))
-LAZY(A, int, archive_read_free, (arc_t *a), (a))
-LAZY(A, int, archive_read_disk_open, (arc_t *a, const char *path), (a, path))
-LAZY(A, int, archive_read_disk_descend, (arc_t *a), (a))
-LAZY(A, int, archive_read_disk_set_standard_lookup, (arc_t *a), (a))
-LAZY(A, int, archive_read_disk_set_symlink_physical, (arc_t *a), (a))
-LAZY(A, arc_t *, archive_write_new, (void), ())
-LAZY(A, int, archive_write_set_format_pax, (arc_t *a), (a))
-LAZY(A, int, archive_write_set_format_pax_restricted, (arc_t *a), (a))
-LAZY(A, int, archive_write_add_filter_gzip, (arc_t *a), (a))
-LAZY(A, int, archive_write_add_filter_zstd, (arc_t *a), (a))
-LAZY(A, int, archive_write_set_filter_option,
-     (arc_t *a, const char *m, const char *o, const char *v), (a, m, o, v))
-LAZY(A, int, archive_write_open_fd, (arc_t *a, int fd), (a, fd))
-LAZY(A, int, archive_write_open_filename, (arc_t *a, const char *file), (a, file))
-LAZY(A, int, archive_write_header, (arc_t *a, ent_t *e), (a, e))
-LAZY(A, la_ssize_t, archive_write_data, (arc_t *a, const void *buf, size_t len), (a, buf, len))
-LAZY(A, int, archive_write_close, (arc_t *a), (a))
-LAZY(A, int, archive_write_free, (arc_t *a), (a))
-
-/* libarchive has no va_list form of it: the message is formatted here. */
-LAZY_SYM(A, archive_set_error)
-void archive_set_error(arc_t *a, int err, const char *fmt, ...)
-{
-    LAZY_FN(A, archive_set_error, f)
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    f(a, err, "%s", msg);
-}
-
-LAZY(A, ent_t *, archive_entry_new, (void), ())
-LAZY_VOID(A, archive_entry_free, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_pathname, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_pathname_utf8, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_sourcepath, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_hardlink, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_hardlink_utf8, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_symlink, (ent_t *e), (e))
-LAZY(A, const char *, archive_entry_symlink_utf8, (ent_t *e), (e))
-LAZY(A, mode_t, archive_entry_filetype, (ent_t *e), (e))
-LAZY(A, mode_t, archive_entry_perm, (ent_t *e), (e))
-LAZY(A, la_int64_t, archive_entry_uid, (ent_t *e), (e))
-LAZY(A, la_int64_t, archive_entry_gid, (ent_t *e), (e))
-LAZY(A, la_int64_t, archive_entry_size, (ent_t *e), (e))
-LAZY(A, int, archive_entry_size_is_set, (ent_t *e), (e))
-LAZY(A, dev_t, archive_entry_rdev, (ent_t *e), (e))
-LAZY(A, dev_t, archive_entry_rdevmajor, (ent_t *e), (e))
-LAZY(A, dev_t, archive_entry_rdevminor, (ent_t *e), (e))
-LAZY(A, time_t, archive_entry_atime, (ent_t *e), (e))
-LAZY(A, long, archive_entry_atime_nsec, (ent_t *e), (e))
-LAZY(A, int, archive_entry_atime_is_set, (ent_t *e), (e))
-LAZY(A, time_t, archive_entry_mtime, (ent_t *e), (e))
-LAZY(A, long, archive_entry_mtime_nsec, (ent_t *e), (e))
-LAZY(A, int, archive_entry_mtime_is_set, (ent_t *e), (e))
-LAZY_VOID(A, archive_entry_copy_pathname, (ent_t *e, const char *p), (e, p))
-LAZY_VOID(A, archive_entry_set_pathname, (ent_t *e, const char *p), (e, p))
-LAZY_VOID(A, archive_entry_set_hardlink, (ent_t *e, const char *p), (e, p))
-LAZY_VOID(A, archive_entry_set_symlink, (ent_t *e, const char *p), (e, p))
-LAZY_VOID(A, archive_entry_set_filetype, (ent_t *e, unsigned int t), (e, t))
-LAZY_VOID(A, archive_entry_set_perm, (ent_t *e, mode_t m), (e, m))
-LAZY_VOID(A, archive_entry_set_uid, (ent_t *e, la_int64_t v), (e, v))
-LAZY_VOID(A, archive_entry_set_gid, (ent_t *e, la_int64_t v), (e, v))
-LAZY_VOID(A, archive_entry_set_size, (ent_t *e, la_int64_t v), (e, v))
-LAZY_VOID(A, archive_entry_set_mtime, (ent_t *e, time_t t, long ns), (e, t, ns))
-LAZY_VOID(A, archive_entry_set_rdevmajor, (ent_t *e, dev_t d), (e, d))
-LAZY_VOID(A, archive_entry_set_rdevminor, (ent_t *e, dev_t d), (e, d))
-LAZY_VOID(A, archive_entry_sparse_add_entry, (ent_t *e, la_int64_t off, la_int64_t len),
-          (e, off, len))
-LAZY(A, int, archive_entry_xattr_count, (ent_t *e), (e))
-LAZY(A, int, archive_entry_xattr_reset, (ent_t *e), (e))
-LAZY(A, int, archive_entry_xattr_next, (ent_t *e, const char **n, const void **v, size_t *s),
-     (e, n, v, s))
-LAZY_VOID(A, archive_entry_xattr_add_entry, (ent_t *e, const char *n, const void *v, size_t s),
-          (e, n, v, s))
+LAZY_AS(A, const char *, hero_ar_error_string, archive_error_string, (arc_t *a), (a))
+LAZY_AS(A, arc_t *, hero_ar_read_disk_new, archive_read_disk_new, (void), ())
+LAZY_AS(A, int, hero_ar_read_disk_set_symlink_physical, archive_read_disk_set_symlink_physical,
+        (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_read_disk_set_standard_lookup, archive_read_disk_set_standard_lookup,
+        (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_read_disk_open, archive_read_disk_open, (arc_t *a, const char *path),
+        (a, path))
+LAZY_AS(A, int, hero_ar_read_disk_descend, archive_read_disk_descend, (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_read_next_header2, archive_read_next_header2, (arc_t *a, ent_t *e), (a, e))
+LAZY_AS(A, int, hero_ar_read_close, archive_read_close, (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_read_free, archive_read_free, (arc_t *a), (a))
+LAZY_AS(A, arc_t *, hero_ar_write_new, archive_write_new, (void), ())
+LAZY_AS(A, int, hero_ar_write_add_filter_gzip, archive_write_add_filter_gzip, (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_write_set_filter_option, archive_write_set_filter_option,
+        (arc_t *a, const char *m, const char *o, const char *v), (a, m, o, v))
+LAZY_AS(A, int, hero_ar_write_set_format_pax_restricted, archive_write_set_format_pax_restricted,
+        (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_write_open_fd, archive_write_open_fd, (arc_t *a, int fd), (a, fd))
+LAZY_AS(A, int, hero_ar_write_header, archive_write_header, (arc_t *a, ent_t *e), (a, e))
+LAZY_AS(A, la_ssize_t, hero_ar_write_data, archive_write_data,
+        (arc_t *a, const void *buf, size_t len), (a, buf, len))
+LAZY_AS(A, int, hero_ar_write_close, archive_write_close, (arc_t *a), (a))
+LAZY_AS(A, int, hero_ar_write_free, archive_write_free, (arc_t *a), (a))
+LAZY_AS(A, ent_t *, hero_ar_entry_new, archive_entry_new, (void), ())
+LAZY_AS_VOID(A, hero_ar_entry_free, archive_entry_free, (ent_t *e), (e))
+LAZY_AS(A, const char *, hero_ar_entry_pathname, archive_entry_pathname, (ent_t *e), (e))
+LAZY_AS(A, const char *, hero_ar_entry_sourcepath, archive_entry_sourcepath, (ent_t *e), (e))
+LAZY_AS(A, mode_t, hero_ar_entry_filetype, archive_entry_filetype, (ent_t *e), (e))
+LAZY_AS(A, dev_t, hero_ar_entry_rdev, archive_entry_rdev, (ent_t *e), (e))
+LAZY_AS(A, la_int64_t, hero_ar_entry_size, archive_entry_size, (ent_t *e), (e))
+LAZY_AS_VOID(A, hero_ar_entry_copy_pathname, archive_entry_copy_pathname,
+             (ent_t *e, const char *p), (e, p))
 #undef A
 
 /* ---- libnftables ---- */

@@ -25,6 +25,7 @@
 #include "registry.h"
 #include "runtime/config.h"
 #include "runtime/fs.h"
+#include "runtime/lazylib.h"
 #include "runtime/proc.h"
 #include "runtime/sched.h"
 
@@ -276,74 +277,74 @@ typedef struct export_op {
  * Overlay whiteouts (char 0/0) are not files of the image: skipped. */
 static int export_tree(export_op_t *op, struct archive *out, const char *root)
 {
-    struct archive *disk = archive_read_disk_new();
-    archive_read_disk_set_symlink_physical(disk);
-    archive_read_disk_set_standard_lookup(disk);
+    struct archive *disk = hero_ar_read_disk_new();
+    hero_ar_read_disk_set_symlink_physical(disk);
+    hero_ar_read_disk_set_standard_lookup(disk);
     int rc = 0;
-    if (archive_read_disk_open(disk, root) != ARCHIVE_OK) {
-        rc = hero_error_set(&op->err, 0, "cannot read %s: %s", root, archive_error_string(disk));
-        archive_read_free(disk);
+    if (hero_ar_read_disk_open(disk, root) != ARCHIVE_OK) {
+        rc = hero_error_set(&op->err, 0, "cannot read %s: %s", root, hero_ar_error_string(disk));
+        hero_ar_read_free(disk);
         return rc;
     }
     size_t rl = strlen(root);
     char buf[1 << 16];
     for (;;) {
-        struct archive_entry *e = archive_entry_new();
-        int r = archive_read_next_header2(disk, e);
+        struct archive_entry *e = hero_ar_entry_new();
+        int r = hero_ar_read_next_header2(disk, e);
         if (r == ARCHIVE_EOF) {
-            archive_entry_free(e);
+            hero_ar_entry_free(e);
             break;
         }
         if (r < ARCHIVE_WARN) {
             rc = hero_error_set(&op->err, 0, "cannot read %s: %s", root,
-                                archive_error_string(disk));
-            archive_entry_free(e);
+                                hero_ar_error_string(disk));
+            hero_ar_entry_free(e);
             break;
         }
-        archive_read_disk_descend(disk);
-        const char *src = archive_entry_sourcepath(e);
+        hero_ar_read_disk_descend(disk);
+        const char *src = hero_ar_entry_sourcepath(e);
         if (!src)
-            src = archive_entry_pathname(e);
-        bool whiteout = archive_entry_filetype(e) == AE_IFCHR && archive_entry_rdev(e) == 0;
+            src = hero_ar_entry_pathname(e);
+        bool whiteout = hero_ar_entry_filetype(e) == AE_IFCHR && hero_ar_entry_rdev(e) == 0;
         if (whiteout) {
-            archive_entry_free(e);
+            hero_ar_entry_free(e);
             continue;
         }
         const char *rel = src + (strncmp(src, root, rl) == 0 ? rl : 0);
         while (*rel == '/')
             rel++;
         char *name = hero_xasprintf("./%s", rel);
-        archive_entry_copy_pathname(e, name);
+        hero_ar_entry_copy_pathname(e, name);
         free(name);
-        if (archive_write_header(out, e) < ARCHIVE_WARN) {
+        if (hero_ar_write_header(out, e) < ARCHIVE_WARN) {
             rc = hero_error_set(&op->err, 0, "cannot write %s: %s", op->tmp,
-                                archive_error_string(out));
-            archive_entry_free(e);
+                                hero_ar_error_string(out));
+            hero_ar_entry_free(e);
             break;
         }
         op->entries++;
-        if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
+        if (hero_ar_entry_filetype(e) == AE_IFREG && hero_ar_entry_size(e) > 0) {
             int fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0) {
                 rc = hero_error_set(&op->err, errno, "cannot read %s", src);
-                archive_entry_free(e);
+                hero_ar_entry_free(e);
                 break;
             }
             ssize_t n;
             while ((n = read(fd, buf, sizeof(buf))) > 0)
-                if (archive_write_data(out, buf, (size_t)n) < 0) {
+                if (hero_ar_write_data(out, buf, (size_t)n) < 0) {
                     rc = hero_error_set(&op->err, 0, "cannot write %s: %s", op->tmp,
-                                        archive_error_string(out));
+                                        hero_ar_error_string(out));
                     break;
                 }
             close(fd);
         }
-        archive_entry_free(e);
+        hero_ar_entry_free(e);
         if (rc < 0)
             break;
     }
-    archive_read_close(disk);
-    archive_read_free(disk);
+    hero_ar_read_close(disk);
+    hero_ar_read_free(disk);
     return rc;
 }
 
@@ -373,28 +374,28 @@ static void export_work(uv_work_t *w)
         root = op->mnt;
     }
     int fd = mkostemp(op->tmp, O_CLOEXEC);
-    struct archive *out = archive_write_new();
+    struct archive *out = hero_ar_write_new();
     char level[32];
     snprintf(level, sizeof(level), "compression-level=%d", op->level);
     if (fd < 0) {
         hero_error_set(&op->err, errno, "cannot write beside %s", op->dest);
-    } else if (archive_write_add_filter_gzip(out) != ARCHIVE_OK ||
-               archive_write_set_filter_option(out, "gzip", "compression-level",
+    } else if (hero_ar_write_add_filter_gzip(out) != ARCHIVE_OK ||
+               hero_ar_write_set_filter_option(out, "gzip", "compression-level",
                                                level + strlen("compression-level=")) !=
                    ARCHIVE_OK ||
-               archive_write_set_format_pax_restricted(out) != ARCHIVE_OK ||
-               archive_write_open_fd(out, fd) != ARCHIVE_OK) {
-        hero_error_set(&op->err, 0, "cannot write %s: %s", op->tmp, archive_error_string(out));
+               hero_ar_write_set_format_pax_restricted(out) != ARCHIVE_OK ||
+               hero_ar_write_open_fd(out, fd) != ARCHIVE_OK) {
+        hero_error_set(&op->err, 0, "cannot write %s: %s", op->tmp, hero_ar_error_string(out));
     } else if (export_tree(op, out, root) == 0) {
-        if (archive_write_close(out) != ARCHIVE_OK)
+        if (hero_ar_write_close(out) != ARCHIVE_OK)
             hero_error_set(&op->err, 0, "cannot write %s: %s", op->tmp,
-                           archive_error_string(out));
+                           hero_ar_error_string(out));
         else if (fsync(fd) < 0 || rename(op->tmp, op->dest) < 0)
             hero_error_set(&op->err, errno, "cannot write %s", op->dest);
         else
             op->rc = 0;
     }
-    archive_write_free(out);
+    hero_ar_write_free(out);
     if (fd >= 0)
         close(fd);
     if (op->rc < 0 && fd >= 0)

@@ -1462,7 +1462,13 @@ static int run(ctx_t *c)
     c->inner = archive_read_new();
     if (!c->outer || !c->inner)
         return hero_error_set(c->err, ENOMEM, "libarchive");
-    if (filter != ARCHIVE_FILTER_NONE && archive_read_append_filter(c->outer, filter) != ARCHIVE_OK)
+    /* The decompressor the magic names, alone. (archive_read_append_filter, which
+     * forces one, would link every filter libarchive has into hero, with liblzma,
+     * libbz2 and liblz4; the check below stands for its forcing.) */
+    int frc = filter == ARCHIVE_FILTER_GZIP   ? archive_read_support_filter_gzip(c->outer)
+              : filter == ARCHIVE_FILTER_ZSTD ? archive_read_support_filter_zstd(c->outer)
+                                              : ARCHIVE_OK;
+    if (frc != ARCHIVE_OK)
         return hero_error_set(c->err, 0, "libarchive cannot read %s: %s", c->res->compression,
                               archive_error_string(c->outer));
     archive_read_support_format_raw(c->outer);
@@ -1471,6 +1477,11 @@ static int run(ctx_t *c)
         archive_read_next_header(c->outer, &oe) != ARCHIVE_OK)
         return hero_error_set(c->err, 0, "reading the layer (%s): %s", c->res->compression,
                               c->in.why ? c->in.why : archive_error_string(c->outer));
+    /* a stream whose magic says gzip or zstd but whose header the decompressor does
+     * not take would otherwise be read as it is */
+    if (archive_filter_code(c->outer, 0) != filter)
+        return hero_error_set(c->err, 0, "reading the layer (%s): a corrupt %s header",
+                              c->res->compression, c->res->compression);
 
     if (feed_start(c) < 0)
         return -1;

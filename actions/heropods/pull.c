@@ -376,7 +376,7 @@ static void job_step(layer_job_t *j);
 static void size_work(uv_work_t *w);
 static void size_done(uv_work_t *w, int status);
 static void abort_end(pull_t *p);
-static void pool_start(uv_loop_t *loop);
+static void pool_start_soon(uv_loop_t *loop);
 static void blob_fetch(hero_registry_t *r, layer_job_t *j);
 
 /* threadpool: apply the blob into a temp dir and sync it; then, unless streaming,
@@ -975,39 +975,50 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
         hero_error_clear(&e);
         return;
     }
-    /* libarchive opens now on the preload thread, for the layers, while the manifest
-     * and config come (not for a stored image that is only checked for a newer one);
-     * and libcurl before it, when the registry is not plain http (https: the first
-     * request needs it at once) */
+    /* libcurl opens now on the preload thread when the registry is not plain http
+     * (https: the first request needs it at once) */
     char *murl = hero_registry_manifest_url(r, &p->ref);
-    unsigned libs = p->known ? 0 : HERO_LAZY_ARCHIVE;
-    if (!murl || hero_http_url_uses_curl(murl))
-        libs |= HERO_LAZY_CURL;
+    bool curl = !murl || hero_http_url_uses_curl(murl);
     free(murl);
-    if (libs & HERO_LAZY_ARCHIVE)
-        pool_start(p->loop);
-    hero_lazylib_preload(libs);
+    if (curl)
+        hero_lazylib_preload(HERO_LAZY_CURL);
     hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
                                        .manifest = manifest_known};
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);
+    /* (not for a stored image that is only checked for a newer one) */
+    if (!p->known)
+        pool_start_soon(p->loop);
 }
 
-/* libuv makes its threadpool's threads at the pool's first use. Were that while the
- * preload thread opens libarchive, each pthread_create would wait for the dlopen to
- * end (glibc's loader holds its TLS lock throughout), and with it the loop thread:
- * some 6 ms at a pull's first stream. So a pull that preloads starts the pool first. */
+/* libuv makes its threadpool's threads (four: some 1 ms on these VMs) at the pool's
+ * first use, which would be the first layer's stream, just as its first bytes come.
+ * A pull that will fetch layers has them made once its manifest request has gone out:
+ * a check handle runs after the loop has polled for I/O (the request is written
+ * then), so the threads are made while the registry answers. Were they made while
+ * the preload thread opens libcurl, each pthread_create would wait for that dlopen
+ * (glibc's loader holds its TLS lock throughout); an https pull's first request
+ * waits for it anyway. */
 static void pool_noop(uv_work_t *w)
 {
     (void)w;
 }
 
-static void pool_start(uv_loop_t *loop)
+static void pool_check_cb(uv_check_t *h)
 {
     static uv_work_t w;
+    uv_check_stop(h);
+    uv_close((uv_handle_t *)h, NULL);
+    uv_queue_work(h->loop, &w, pool_noop, NULL);
+}
+
+static void pool_start_soon(uv_loop_t *loop)
+{
+    static uv_check_t check;
     static bool started;
     if (!started) {
         started = true;
-        uv_queue_work(loop, &w, pool_noop, NULL);
+        uv_check_init(loop, &check);
+        uv_check_start(&check, pool_check_cb);
     }
 }
 

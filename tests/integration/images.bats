@@ -730,6 +730,44 @@ EOF
   [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
 }
 
+@test "a pull extracts its layers without the shared libarchive, which only an export opens" {
+  local cfg seen=0 maps
+  cfg=$(layout_digests sa | head -n 1)
+  regfix_start --hold "$cfg=3000"
+  pb a <<EOF
+!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
+EOF
+  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
+  PA=$! # (teardown ends it, should a check below fail)
+  # a layer is being extracted while the config is held: what the process has mapped
+  for _ in $(seq 50); do
+    if [ -n "$(find "$BASE/images/layers" -path '*/.tmp-*/sa/data' 2> /dev/null)" ]; then
+      seen=1
+      break
+    fi
+    sleep 0.05
+  done
+  maps=$(cat "/proc/$PA/maps")
+  held
+  [ "$seen" -eq 1 ] || { echo "no layer extracted 2.5 s into a 3 s hold of the config" >&2; false; }
+  [ -n "$maps" ]
+  if grep -E 'libarchive|libxml2|libicu' <<< "$maps"; then
+    echo "the pull opened the shared libarchive (and its libraries)" >&2
+    false
+  fi
+  local rc=0
+  wait "$PA" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
+  has_image sa
+  # an export writes with the shared libarchive, opened then
+  pb e <<EOF
+!!heropods.image_export name:'sa' dest_path:'$BASE/sa.tgz'
+EOF
+  hero_run e
+  [ "$status" -eq 0 ] || { echo "$stderr" >&2; false; }
+  tar -tzf "$BASE/sa.tgz" | grep -qx './sa/data'
+}
+
 @test "a layer extracted before its config came, which names another diff_id, is not kept" {
   # wd: sa with its top layer's diff_id changed in the config (a config of its own,
   # a manifest of its own, tagged wd in the layout regfix serves)

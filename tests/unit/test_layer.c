@@ -988,6 +988,16 @@ static void compressions(void)
     printf("#   %s\n", msg ? msg : "");
     free(msg);
     free(b);
+    b = readall(gz, &len);
+    b[2] = 7; /* the method: not deflate, so libarchive's gzip reader does not take it */
+    char *badhdr = P("hdr.tar.gz");
+    writeall(badhdr, b, len);
+    TAP_OK(apply(badhdr, newdir("hdr"), NULL, NULL, &msg) < 0 && msg &&
+               strstr(msg, "a corrupt gzip header"),
+           "a gzip magic before a header the reader refuses fails (not read as a plain tar)");
+    printf("#   %s\n", msg ? msg : "");
+    free(msg);
+    free(b);
     b = readall(zs, &len);
     char *zcut = P("cut.tar.zst");
     writeall(zcut, b, len / 2);
