@@ -13,16 +13,22 @@ static size_t rounded(size_t len)
     return (len + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
 }
 
+static void oom(void)
+{
+    fputs("hero: out of memory\n", stderr);
+    abort();
+}
+
 void *hero_bigbuf_new(size_t len)
 {
+    if (len > SIZE_MAX - 2 * HUGE_SIZE)
+        oom(); /* (rounding up would wrap) */
     size_t want = rounded(len ? len : 1);
     /* one huge page more than wanted, to cut an aligned region out of it */
     size_t got = want + HUGE_SIZE;
     char *m = mmap(NULL, got, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        fputs("hero: out of memory\n", stderr);
-        abort();
-    }
+    if (m == MAP_FAILED)
+        oom();
     char *p = (char *)(((uintptr_t)m + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
     if (p > m)
         munmap(m, (size_t)(p - m));
@@ -31,6 +37,7 @@ void *hero_bigbuf_new(size_t len)
         munmap(p + want, (size_t)(end - (p + want)));
     /* (an error here means 4 KB pages: still a buffer) */
     madvise(p, want, MADV_HUGEPAGE);
+    madvise(p, want, MADV_DONTFORK);
     return p;
 }
 

@@ -1587,15 +1587,16 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
     }
 
     cache_drop(&c);
-    feed_free(&c);
     free(c.last);
     for (size_t i = 0; i < c.ndt; i++)
         free(c.dt[i].path);
     free(c.dt);
+    /* the readers first: the ring and the read buffer are theirs until then */
     if (c.inner)
         archive_read_free(c.inner);
     if (c.outer)
         archive_read_free(c.outer);
+    feed_free(&c);
     hero_bigbuf_free(c.in.buf, BLOB_READ_BLOCK);
     free(c.in.why);
     if (c.root >= 0)

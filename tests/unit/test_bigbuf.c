@@ -1,6 +1,6 @@
 /* hero_bigbuf (runtime/bigbuf.c): regions 2 MB aligned, zeroed, as large as asked,
- * asking the kernel for huge pages (VmFlags "hg" in /proc/self/smaps), and gone from
- * the address space once freed. */
+ * asking the kernel for huge pages and kept from forked children (VmFlags "hg" and
+ * "dc" in /proc/self/smaps), and gone from the address space once freed. */
 #include "runtime/bigbuf.h"
 #include "tests/unit/tap.h"
 
@@ -66,6 +66,8 @@ int main(void)
     size_t len = 3 * MB + 12345;
     unsigned char *b = hero_bigbuf_new(len);
     TAP_OK(b && ((uintptr_t)b & (2 * MB - 1)) == 0 && b != a, "a 3 MB region, aligned too");
+    /* rounded up to 4 MB, and what mmap gave beyond that unmapped again */
+    TAP_OK(mapped(b + 4 * MB - 4096) && !mapped(b + 4 * MB), "it ends at 4 MB");
     TAP_OK(all_zero(b, len - 4095), "zeroed");
     b[len - 1] = 1;
     TAP_OK(b[len - 1] == 1, "its last byte is there");
@@ -76,10 +78,12 @@ int main(void)
         TAP_SKIP("this kernel has no transparent huge pages");
     else
         TAP_OK(strstr(flags, " hg"), "it asks for huge pages (MADV_HUGEPAGE)");
+    TAP_OK(strstr(flags, " dc"), "and is left out of a forked child (MADV_DONTFORK)");
     printf("# VmFlags:%s", flags);
 
     hero_bigbuf_free(b, len);
-    TAP_OK(!mapped(b) && !mapped(b + 2 * MB), "freed: no longer mapped");
+    TAP_OK(!mapped(b) && !mapped(b + 2 * MB) && !mapped(b + 4 * MB - 4096),
+           "freed: no longer mapped, to its end");
     TAP_OK(a[0] == 0xa5, "another region is untouched by that");
     hero_bigbuf_free(a, 1);
     TAP_OK(!mapped(a), "the small one freed too");
