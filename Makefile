@@ -84,6 +84,11 @@ $(BUILD)/libhero.a: $(LIB_OBJS)
 
 $(BUILD)/hero: $(BUILD)/obj/runtime/main.o $(BUILD)/libhero.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+	@# libarchive's writer and disk reader come from the shared library (hero_ar_*,
+	@# runtime/lazylib.c); a direct call would link libarchive.a's copy instead
+	@if nm $@ | grep -qE ' T (archive_write_new|archive_read_disk_new)$$'; then \
+	    echo "$@: calls libarchive's writer or disk reader directly; use hero_ar_* (runtime/lazylib.h)" >&2; \
+	    rm -f $@; exit 1; fi
 
 # ---- manual pages: the ACTIONS section of heroscript(5) comes from the table ----
 $(BUILD)/man/%.1: man/%.1

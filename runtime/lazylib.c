@@ -20,7 +20,9 @@
  *
  * Using a function of these libraries that is not here fails at link time with
  * "undefined reference to `curl_...'": add one line for it below (its prototype is
- * in the library's header; the compiler checks the line against it).
+ * in the library's header; the compiler checks the line against it). For libarchive
+ * the link would take libarchive.a's copy instead (or fail on libxml2): the Makefile
+ * refuses a hero that has libarchive's writer or disk reader linked in.
  *
  * Opening a library also looks up every function of it that hero wraps (each
  * wrapper leaves a record in the linker section hero_lazysyms), so that once it is

@@ -1479,11 +1479,18 @@ static int run(ctx_t *c)
         archive_read_next_header(c->outer, &oe) != ARCHIVE_OK)
         return hero_error_set(c->err, 0, "reading the layer (%s): %s", c->res->compression,
                               c->in.why ? c->in.why : archive_error_string(c->outer));
-    /* a stream whose magic says gzip or zstd but whose header the decompressor does
-     * not take would otherwise be read as it is */
+    /* Exactly that decompressor: a stream whose magic says gzip or zstd but whose
+     * header it does not take would otherwise be read as it is; and libarchive bids
+     * again on what it decompressed, so a .tar.gz.gz would be decompressed twice (and
+     * a tar whose first name starts with the bytes of a gzip or zstd magic is refused
+     * rather than decompressed: no layer's first name does) */
+    int nfilters = archive_filter_count(c->outer);
     if (archive_filter_code(c->outer, 0) != filter)
         return hero_error_set(c->err, 0, "reading the layer (%s): a corrupt %s header",
                               c->res->compression, c->res->compression);
+    if (nfilters != (filter == ARCHIVE_FILTER_NONE ? 1 : 2))
+        return hero_error_set(c->err, 0, "reading the layer (%s): compressed twice, or its "
+                              "tar stream starts like a compressed one", c->res->compression);
 
     if (feed_start(c) < 0)
         return -1;

@@ -982,12 +982,13 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
     free(murl);
     if (curl)
         hero_lazylib_preload(HERO_LAZY_CURL);
+    /* (not for a stored image that is only checked for a newer one; armed before the
+     * resolve, whose callback may run at once and free p) */
+    if (!p->known)
+        pool_start_soon(p->loop);
     hero_registry_resolve_opts_t ro = {.platform = p->platform, .known_digest = p->known,
                                        .manifest = manifest_known};
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);
-    /* (not for a stored image that is only checked for a newer one) */
-    if (!p->known)
-        pool_start_soon(p->loop);
 }
 
 /* libuv makes its threadpool's threads (four: some 1 ms on these VMs) at the pool's

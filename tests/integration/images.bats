@@ -1189,6 +1189,25 @@ EOF
   fails grep -q 'docker.io' "$REG_LOG"
 }
 
+@test "a mirror that leaves no repository fails the pull with that error" {
+  cat > "$BASE/hero.yaml" <<EOF
+registries:
+  - prefix: example.org/foo
+    location: 127.0.0.1:9
+    insecure: true
+EOF
+  export HERO_CONFIG=$BASE/hero.yaml
+  # (the error comes before any request: the pull ended inside the resolve call,
+  # which an earlier build then read freed memory after, and crashed)
+  pb m <<'EOF'
+!!heropods.image_pull name:'m' ref:'example.org/foo:1'
+EOF
+  hero_run m
+  [ "$status" -eq 1 ] || { echo "status $status: $stderr" >&2; false; }
+  first_error_is m 2 "no repository left"
+  no_image m
+}
+
 # ---------------------------------------------------------------- podman
 
 # podman_private: podman gets storage, run and temp dirs of the test's own (through

@@ -998,6 +998,13 @@ static void compressions(void)
     printf("#   %s\n", msg ? msg : "");
     free(msg);
     free(b);
+    char *gzgz = P("twice.tar.gz.gz");
+    gzip_file(gz, gzgz, 1, 6);
+    TAP_OK(apply(gzgz, newdir("twice"), NULL, NULL, &msg) < 0 && msg &&
+               strstr(msg, "compressed twice"),
+           "a layer gzipped twice fails (one decompressor, as the magic says)");
+    printf("#   %s\n", msg ? msg : "");
+    free(msg);
     b = readall(zs, &len);
     char *zcut = P("cut.tar.zst");
     writeall(zcut, b, len / 2);
