@@ -19,6 +19,7 @@
  * rename; layer blobs are not (registry_blob.c says why), so one that a crash cut
  * short is found out when it is next applied, and fetched again. Nothing is recorded
  * for an image until all its layers are in place. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -871,6 +872,10 @@ static void layers_start(pull_t *p)
         layer_job_t *j = &p->jobs[i];
         const char *d = json_string_value(json_array_get(ids, i));
         j->diff_id = hero_xstrdup(d ? d : "");
+        /* in lower case, as every layer dir is named (the hash hero computes, and
+         * OCI's digest grammar): an upper-case diff_id must not make a second dir */
+        for (char *c = j->diff_id; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
         j->final = hero_xasprintf("%s/%s", p->layers, hex_of(j->diff_id));
     }
     json_decref(cfg);

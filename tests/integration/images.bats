@@ -1520,6 +1520,30 @@ EOF
   no_image badman
 }
 
+@test "a config's diff_id in upper case names the layer dir the lower-case one does" {
+  local d=$BASE/raw
+  mkdir -p "$d/c"
+  echo hi > "$d/c/f"
+  tar -cf "$d/layer.tar" -C "$d/c" f
+  # its dir is the lower-case one, not a second copy beside it (before, hero made
+  # layers/ABC... next to layers/abc...)
+  RAW_DIFF_ID_JSON= push_raw_image test/lowdiff latest "$d/layer.tar"
+  local id=${RAW_DIFF_IDS[0]#sha256:}
+  RAW_DIFF_ID_JSON="\"sha256:$(tr a-f A-F <<< "$id")\"" push_raw_image test/updiff latest "$d/layer.tar"
+  pb lo <<EOF
+!!heropods.image_pull name:'lowdiff' ref:'$REG/test/lowdiff:latest'
+EOF
+  hero_run lo
+  [ "$status" -eq 0 ]
+  pb up <<EOF
+!!heropods.image_pull name:'updiff' ref:'$REG/test/updiff:latest'
+EOF
+  hero_run up
+  [ "$status" -eq 0 ] || { echo "$stderr" >&2; false; }
+  has_image updiff
+  [ "$(ls "$BASE/images/layers")" = "$id" ] || { ls -l "$BASE/images/layers" >&2; false; }
+}
+
 # hostile_pull KIND REGEX: the pull of test/evil-KIND fails with an error matching
 # REGEX, writes nothing outside, and keeps nothing of the layer
 hostile_pull() {
