@@ -701,64 +701,55 @@ EOF
   [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1)" ]
 }
 
-@test "a layer is extracted while its config is held, and goes into place once it comes" {
-  local cfg seen=0
+# sa_pull_extracting: pulls sa in the background, its config held 3 s by regfix (PA:
+# the pid, which teardown ends should a check fail), and waits until sa's own layer
+# (the file /sa/data) is being extracted into a temp dir: fails if that is not so
+# within 2.5 s. sa_pull_done waits for that pull, which must succeed.
+sa_pull_extracting() {
+  local cfg _
   cfg=$(layout_digests sa | head -n 1)
   regfix_start --hold "$cfg=3000"
   pb a <<EOF
 !!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
 EOF
   "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  PA=$! # (teardown ends it, should a check below fail)
-  # while the config is held, sa's own layer (the file /sa/data) is extracted into a
-  # temp dir, and nothing is in place yet
+  PA=$!
   for _ in $(seq 50); do
-    if [ -n "$(find "$BASE/images/layers" -path '*/.tmp-*/sa/data' 2> /dev/null)" ]; then
-      seen=1
-      break
-    fi
+    [ -z "$(find "$BASE/images/layers" -path '*/.tmp-*/sa/data' 2> /dev/null)" ] || return 0
     sleep 0.05
   done
-  held
-  [ "$seen" -eq 1 ] || { echo "no layer extracted 2.5 s into a 3 s hold of the config" >&2; false; }
-  [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1 ! -name '.tmp-*')" ]
+  echo "no layer extracted 2.5 s into a 3 s hold of the config" >&2
+  return 1
+}
+sa_pull_done() {
   local rc=0
   wait "$PA" || rc=$?
-  [ "$rc" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
+  [ "$rc" -eq 0 ] || { cat "$BASE/a.out" >&2; return 1; }
   has_image sa
+}
+
+@test "a layer is extracted while its config is held, and goes into place once it comes" {
+  sa_pull_extracting
+  held
+  # nothing is in place yet
+  [ -z "$(find "$BASE/images/layers" -mindepth 1 -maxdepth 1 ! -name '.tmp-*')" ]
+  sa_pull_done
   [ "$(ls "$BASE/images/layers" | wc -l)" -eq 2 ]
   [ -z "$(find "$BASE/images" -name '*.partial' -o -name '.tmp-*')" ]
 }
 
 @test "a pull extracts its layers without the shared libarchive, which only an export opens" {
-  local cfg seen=0 maps
-  cfg=$(layout_digests sa | head -n 1)
-  regfix_start --hold "$cfg=3000"
-  pb a <<EOF
-!!heropods.image_pull name:'sa' ref:'$RF/test/sa:sa'
-EOF
-  "$HERO" run "$BASE/a.hs" > "$BASE/a.out" 2>&1 &
-  PA=$! # (teardown ends it, should a check below fail)
-  # a layer is being extracted while the config is held: what the process has mapped
-  for _ in $(seq 50); do
-    if [ -n "$(find "$BASE/images/layers" -path '*/.tmp-*/sa/data' 2> /dev/null)" ]; then
-      seen=1
-      break
-    fi
-    sleep 0.05
-  done
+  local maps
+  sa_pull_extracting
+  # what the process has mapped while it extracts a layer
   maps=$(cat "/proc/$PA/maps")
   held
-  [ "$seen" -eq 1 ] || { echo "no layer extracted 2.5 s into a 3 s hold of the config" >&2; false; }
   [ -n "$maps" ]
   if grep -E 'libarchive|libxml2|libicu' <<< "$maps"; then
     echo "the pull opened the shared libarchive (and its libraries)" >&2
     false
   fi
-  local rc=0
-  wait "$PA" || rc=$?
-  [ "$rc" -eq 0 ] || { cat "$BASE/a.out" >&2; false; }
-  has_image sa
+  sa_pull_done
   # an export writes with the shared libarchive, opened then
   pb e <<EOF
 !!heropods.image_export name:'sa' dest_path:'$BASE/sa.tgz'
@@ -1530,16 +1521,13 @@ EOF
   RAW_DIFF_ID_JSON= push_raw_image test/lowdiff latest "$d/layer.tar"
   local id=${RAW_DIFF_IDS[0]#sha256:}
   RAW_DIFF_ID_JSON="\"sha256:$(tr a-f A-F <<< "$id")\"" push_raw_image test/updiff latest "$d/layer.tar"
-  pb lo <<EOF
+  pb lu <<EOF
 !!heropods.image_pull name:'lowdiff' ref:'$REG/test/lowdiff:latest'
-EOF
-  hero_run lo
-  [ "$status" -eq 0 ]
-  pb up <<EOF
 !!heropods.image_pull name:'updiff' ref:'$REG/test/updiff:latest'
 EOF
-  hero_run up
+  hero_run lu
   [ "$status" -eq 0 ] || { echo "$stderr" >&2; false; }
+  has_image lowdiff
   has_image updiff
   [ "$(ls "$BASE/images/layers")" = "$id" ] || { ls -l "$BASE/images/layers" >&2; false; }
 }
