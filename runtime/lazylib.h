@@ -1,8 +1,8 @@
-/* libcurl, libarchive's writer and libnftables are opened when hero first calls them
- * (runtime/lazylib.c says why and how). Opening one costs some 10 ms on these VMs
- * (libcurl maps 32 libraries, libarchive brings libxml2 and ICU); a caller that knows
- * it will need one soon has it opened ahead, on a thread of its own, while it goes
- * on. */
+/* libcurl, libarchive's writer and disk reader, and libnftables are opened when hero
+ * first calls them (runtime/lazylib.c says why and how). Opening one costs some 10 ms
+ * on these VMs (libcurl maps 32 libraries, libarchive brings libxml2 and ICU); a
+ * caller that knows it will need libcurl or libnftables soon has it opened ahead, on
+ * a thread of its own, while it goes on. */
 #ifndef HERO_RUNTIME_LAZYLIB_H
 #define HERO_RUNTIME_LAZYLIB_H
 
@@ -27,8 +27,10 @@ void hero_lazylib_preload(unsigned libs);
 void *hero_lazylib_crypto_sym(const char *name, hero_error_t *err);
 
 /* libarchive's disk reader and writer, from the shared libarchive (opened on first
- * call): hero_ar_X is archive_X. hero's linked-in libarchive has the tar reader only,
- * so an archive or entry made by one of these goes to these alone. */
+ * call): hero_ar_X is archive_X. hero's linked-in libarchive is the tar reader and its
+ * decompressors (with some generic entry points, archive_write_header among them,
+ * that would link without complaint), so an archive or entry made by one of these
+ * goes to these alone. */
 __typeof__(archive_error_string) hero_ar_error_string;
 __typeof__(archive_read_disk_new) hero_ar_read_disk_new;
 __typeof__(archive_read_disk_set_symlink_physical) hero_ar_read_disk_set_symlink_physical;

@@ -70,8 +70,11 @@ static int client_get(uv_loop_t *loop, hero_registry_t **out, hero_error_t *err)
     return 0;
 }
 
+static void pool_disarm(void);
+
 void hero_pull_shutdown(void)
 {
+    pool_disarm();
     hero_registry_t *c = client;
     client = NULL; /* (closing it may end pulls, which shut down again) */
     hero_registry_close(c);
@@ -872,10 +875,12 @@ static void layers_start(pull_t *p)
         layer_job_t *j = &p->jobs[i];
         const char *d = json_string_value(json_array_get(ids, i));
         j->diff_id = hero_xstrdup(d ? d : "");
-        /* in lower case, as every layer dir is named (the hash hero computes, and
-         * OCI's digest grammar): an upper-case diff_id must not make a second dir */
-        for (char *c = j->diff_id; *c; c++)
-            *c = (char)tolower((unsigned char)*c);
+        /* its hex in lower case, as hero names layer dirs (the hash it computes, and
+         * OCI's digest grammar): an upper-case diff_id must not make a second dir.
+         * (The algorithm stays as given: "SHA256:" is no diff_id.) */
+        if (!strncmp(j->diff_id, "sha256:", 7))
+            for (char *c = j->diff_id + 7; *c; c++)
+                *c = (char)tolower((unsigned char)*c);
         j->final = hero_xasprintf("%s/%s", p->layers, hex_of(j->diff_id));
     }
     json_decref(cfg);
@@ -996,35 +1001,48 @@ static void locked(hero_imglock_t *lock, hero_error_t *err, void *data)
     hero_registry_resolve(r, &p->ref, &ro, resolved, p);
 }
 
-/* libuv makes its threadpool's threads (four: some 1 ms on these VMs) at the pool's
- * first use, which would be the first layer's stream, just as its first bytes come.
- * A pull that will fetch layers has them made once its manifest request has gone out:
- * a check handle runs after the loop has polled for I/O (the request is written
- * then), so the threads are made while the registry answers. Were they made while
- * the preload thread opens libcurl, each pthread_create would wait for that dlopen
+/* libuv makes its threadpool's threads (four: some 2 ms on these VMs) at the pool's
+ * first use, which for a registry named by address would be the first layer's stream,
+ * just as its first bytes come (a host name's lookup uses the pool before that). A
+ * pull that will fetch layers has them made once its manifest request has gone out: a
+ * check handle runs after the loop has polled for I/O (the request is written then),
+ * so the threads are made while the registry answers. Were they made while the
+ * preload thread opens libcurl, each pthread_create would wait for that dlopen
  * (glibc's loader holds its TLS lock throughout); an https pull's first request
- * waits for it anyway. */
+ * waits for it anyway. The handle is closed when no pull is left (pool_disarm): a
+ * check handle keeps the loop alive but never wakes its poll. */
+static uv_check_t pool_check;
+static bool pool_armed; /* pool_check waits for its turn */
+static bool pool_made;  /* the threads are made, or on their way */
+
 static void pool_noop(uv_work_t *w)
 {
     (void)w;
 }
 
+static void pool_disarm(void)
+{
+    if (pool_armed) {
+        pool_armed = false;
+        uv_check_stop(&pool_check);
+        uv_close((uv_handle_t *)&pool_check, NULL);
+    }
+}
+
 static void pool_check_cb(uv_check_t *h)
 {
     static uv_work_t w;
-    uv_check_stop(h);
-    uv_close((uv_handle_t *)h, NULL);
+    pool_disarm();
+    pool_made = true;
     uv_queue_work(h->loop, &w, pool_noop, NULL);
 }
 
 static void pool_start_soon(uv_loop_t *loop)
 {
-    static uv_check_t check;
-    static bool started;
-    if (!started) {
-        started = true;
-        uv_check_init(loop, &check);
-        uv_check_start(&check, pool_check_cb);
+    if (!pool_made && !pool_armed) {
+        pool_armed = true;
+        uv_check_init(loop, &pool_check);
+        uv_check_start(&pool_check, pool_check_cb);
     }
 }
 
