@@ -1,10 +1,9 @@
 /* Huge-page buffers (bigbuf.h). */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/mman.h>
 
 #include "runtime/bigbuf.h"
+#include "runtime/error.h"
 
 #define HUGE_SIZE ((size_t)2 << 20)
 
@@ -13,22 +12,16 @@ static size_t rounded(size_t len)
     return (len + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
 }
 
-static void oom(void)
-{
-    fputs("hero: out of memory\n", stderr);
-    abort();
-}
-
 void *hero_bigbuf_new(size_t len)
 {
     if (len > SIZE_MAX - 2 * HUGE_SIZE)
-        oom(); /* (rounding up would wrap) */
+        hero_oom(); /* (rounding up would wrap) */
     size_t want = rounded(len ? len : 1);
     /* one huge page more than wanted, to cut an aligned region out of it */
     size_t got = want + HUGE_SIZE;
     char *m = mmap(NULL, got, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
-        oom();
+        hero_oom();
     char *p = (char *)(((uintptr_t)m + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
     if (p > m)
         munmap(m, (size_t)(p - m));

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void oom(void)
+void hero_oom(void)
 {
     fputs("hero: out of memory\n", stderr);
     abort();
@@ -15,7 +15,7 @@ void *hero_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
-        oom();
+        hero_oom();
     return p;
 }
 
@@ -23,7 +23,7 @@ void *hero_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        oom();
+        hero_oom();
     return p;
 }
 
@@ -31,7 +31,7 @@ void *hero_xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);
     if (!p)
-        oom();
+        hero_oom();
     return p;
 }
 
@@ -39,7 +39,7 @@ char *hero_xstrdup(const char *s)
 {
     char *p = strdup(s);
     if (!p)
-        oom();
+        hero_oom();
     return p;
 }
 
@@ -47,7 +47,7 @@ char *hero_xstrndup(const char *s, size_t n)
 {
     char *p = strndup(s, n);
     if (!p)
-        oom();
+        hero_oom();
     return p;
 }
 
@@ -55,7 +55,7 @@ char *hero_xvasprintf(const char *fmt, va_list ap)
 {
     char *s = NULL;
     if (vasprintf(&s, fmt, ap) < 0)
-        oom();
+        hero_oom();
     return s;
 }
 

@@ -31,6 +31,8 @@ int hero_error_wrap(hero_error_t *err, const char *fmt, ...)
 void hero_error_clear(hero_error_t *err);
 
 /* Allocation helpers that abort on out-of-memory, the one failure we do not return. */
+/* Says "hero: out of memory" and aborts: for an allocator of hero's own. */
+void hero_oom(void) __attribute__((noreturn));
 void *hero_xmalloc(size_t n);
 void *hero_xcalloc(size_t n, size_t size);
 void *hero_xrealloc(void *p, size_t n);

@@ -196,21 +196,26 @@ void hero_lazylib_preload(unsigned libs)
         memcpy(&f, &p_, sizeof(f));                                         \
     }
 
-/* A function that returns a value, and one that does not. */
-#define LAZY(lib, ret, name, params, args) \
-    LAZY_SYM(lib, name)                    \
-    ret name params                        \
-    {                                      \
-        LAZY_FN(lib, name, f)              \
-        return f args;                     \
+/* A wrapper named `wname` around function `name` of library `lib`, with that
+ * function's type: one that returns a value, and one that does not. */
+#define LAZY_AS(lib, ret, wname, name, params, args) \
+    LAZY_SYM(lib, name)                              \
+    ret wname params                                 \
+    {                                                \
+        LAZY_FN(lib, name, f)                        \
+        return f args;                               \
     }
-#define LAZY_VOID(lib, name, params, args) \
-    LAZY_SYM(lib, name)                    \
-    void name params                       \
-    {                                      \
-        LAZY_FN(lib, name, f)              \
-        f args;                            \
+#define LAZY_AS_VOID(lib, wname, name, params, args) \
+    LAZY_SYM(lib, name)                              \
+    void wname params                                \
+    {                                                \
+        LAZY_FN(lib, name, f)                        \
+        f args;                                      \
     }
+/* The same under the library's own name (the compiler checks it against the
+ * library's header). */
+#define LAZY(lib, ret, name, params, args) LAZY_AS(lib, ret, name, name, params, args)
+#define LAZY_VOID(lib, name, params, args) LAZY_AS_VOID(lib, name, name, params, args)
 
 /* ---- libcurl ---- */
 #define C lib_curl
@@ -281,22 +286,7 @@ CURLcode curl_easy_getinfo(CURL *curl, CURLINFO info, ...)
  * shared library, under names of hero's own, since the linked-in copy has the
  * library's. The shared libarchive binds to its own functions (hero exports none). */
 #define A lib_archive
-/* A wrapper named `wname` around function `name` of library `lib`: with that
- * function's type, checked by the compiler against the declaration in lazylib.h. */
-#define LAZY_AS(lib, ret, wname, name, params, args) \
-    LAZY_SYM(lib, name)                              \
-    ret wname params                                 \
-    {                                                \
-        LAZY_FN(lib, name, f)                        \
-        return f args;                               \
-    }
-#define LAZY_AS_VOID(lib, wname, name, params, args) \
-    LAZY_SYM(lib, name)                              \
-    void wname params                                \
-    {                                                \
-        LAZY_FN(lib, name, f)                        \
-        f args;                                      \
-    }
+/* (each wrapper's type is checked against its declaration in lazylib.h) */
 typedef struct archive arc_t;
 typedef struct archive_entry ent_t;
 LAZY_AS(A, const char *, hero_ar_error_string, archive_error_string, (arc_t *a), (a))

@@ -98,7 +98,8 @@ typedef struct hero_layer_result {
  *
  * Blocking (file I/O): meant for a threadpool thread. It starts one helper thread for
  * the length of the call (decompression and hashing run there, file writing on the
- * calling thread; signals are blocked in it). Thread-safe: no shared state. Needs root (chown, device nodes, the trusted.* xattr).
+ * calling thread; signals are blocked in it). Thread-safe: no shared state. Needs
+ * root (chown, device nodes, the trusted.* xattr).
  * Returns 0, or -1 with err set; on failure dest_dir holds a partial tree the caller
  * removes. Errors about an entry name it: "layer entry 'a/../../evil': path escapes the
  * image root"; stream errors say what broke ("truncated gzip input").

@@ -287,10 +287,8 @@ char *hero_ctr_spec_hash(const hero_ctr_spec_t *s)
     json_t *j = hero_ctr_spec_to_json(s);
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
-    if (!text) {
-        fputs("hero: out of memory\n", stderr);
-        abort();
-    }
+    if (!text)
+        hero_oom();
     char d[HERO_SHA256_HEX_LEN];
     hero_sha256_hex(text, strlen(text), d);
     free(text);
