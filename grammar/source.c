@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 /* ---- arena ---- */
-/* Chunks come straight from mmap, 2 MiB at a time, with transparent huge pages
- * asked for: parsing a big playbook is bound by page faults otherwise. */
+/* Chunks come straight from mmap. The first is small (ARENA_FIRST): most playbooks
+ * are a few KB, and a huge page is 2 MiB to zero for every hero process, up to 5 ms
+ * on a VM whose host must back it first. Then 2 MiB at a time, with transparent huge
+ * pages asked for: parsing a big playbook is bound by page faults otherwise. */
 typedef struct chunk {
     struct chunk *next;
     size_t used, size, mapped;
@@ -25,7 +27,7 @@ struct hs_arena {
     size_t total;
 };
 
-enum { ARENA_CHUNK = 2 * 1024 * 1024 };
+enum { ARENA_FIRST = 64 * 1024, ARENA_CHUNK = 2 * 1024 * 1024 };
 
 hs_arena_t *hs_arena_new(void)
 {
@@ -68,7 +70,8 @@ void *hs_arena_alloc(hs_arena_t *a, size_t n)
         /* Big requests get a chunk of their own, put behind the current one so the
          * free space of the current chunk is not lost. */
         bool own = n > ARENA_CHUNK / 4;
-        chunk_t *nc = chunk_new(own ? n : ARENA_CHUNK - sizeof(chunk_t));
+        size_t size = (c ? ARENA_CHUNK : ARENA_FIRST) - sizeof(chunk_t);
+        chunk_t *nc = chunk_new(own || n > size ? n : size);
         if (c && own) {
             nc->next = c->next;
             c->next = nc;
