@@ -16,6 +16,10 @@ int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err);
  * remove the same leftover at once. A missing path is fine. Thread-safe. */
 int hero_fs_rmtree(const char *path, hero_error_t *err);
 
+/* The same for `name` in directory dirfd, whatever it is (a directory goes with all it
+ * holds): for a caller that resolved the parent itself. Messages name it by `name`. */
+int hero_fs_rmtree_at(int dirfd, const char *name, hero_error_t *err);
+
 /* Writes a whole file in place (created, or truncated and rewritten): for a file
  * bind-mounted into a container, which a rename would leave behind. */
 int hero_fs_write_file(const char *path, const char *text, size_t len, hero_error_t *err);

@@ -377,3 +377,35 @@ int hero_fs_rmtree(const char *given, hero_error_t *err)
     free(path);
     return rc;
 }
+
+int hero_fs_rmtree_at(int dirfd, const char *name, hero_error_t *err)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EISDIR)
+        return errno == EBUSY ? hero_error_set(err, 0, "refusing to remove '%s': a file "
+                                                        "system is mounted there", name)
+                              : hero_error_set(err, errno, "cannot remove '%s'", name);
+    struct stat st;
+    if (fstat(dirfd, &st) < 0)
+        return hero_error_set(err, errno, "cannot remove '%s'", name);
+    /* (a directory that is a mount root is another device for rm_open_dir: EXDEV) */
+    int fd = rm_open_dir(dirfd, st.st_dev, name);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return errno == EXDEV ? hero_error_set(err, 0, "refusing to remove '%s': a file "
+                                                       "system is mounted there", name)
+                              : hero_error_set(err, errno, "cannot remove '%s'", name);
+    }
+    rmtree_t t = {0};
+    t.len = strlen(name);
+    t.cap = t.len + 256;
+    t.path = hero_xmalloc(t.cap);
+    memcpy(t.path, name, t.len + 1);
+    int rc = rm_below(&t, fd, st.st_dev, 0, err); /* (closes fd) */
+    if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        rc = errno == EBUSY ? rm_mounted(&t, NULL, err) : rm_fail(&t, NULL, err);
+    free(t.path);
+    return rc;
+}

@@ -49,6 +49,7 @@
 
 #include "runtime/bigbuf.h"
 #include "runtime/flush.h"
+#include "runtime/fs.h"
 #include "runtime/sha256.h"
 
 /* Read size for the blob file. The decompressors hand out 64 KiB (gzip) or 128 KiB
@@ -533,52 +534,19 @@ static int parent_dir(ctx_t *c, const char *parent)
 
 /* ---- removing what an entry replaces (never following a symlink) ---- */
 
-static int remove_tree(int pfd, const char *name, int depth)
-{
-    if (depth > 4096) {
-        errno = ELOOP;
-        return -1;
-    }
-    int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -1;
-    }
-    struct dirent *de;
-    int rc = 0;
-    while ((errno = 0, de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (unlinkat(fd, de->d_name, 0) == 0 || errno == ENOENT)
-            continue;
-        if (errno != EISDIR || remove_tree(fd, de->d_name, depth + 1) < 0) {
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && errno != 0)
-        rc = -1;
-    int e = errno;
-    closedir(d);
-    if (rc < 0) {
-        errno = e;
-        return -1;
-    }
-    return unlinkat(pfd, name, AT_REMOVEDIR);
-}
-
 /* Removes whatever `name` in pfd is (a directory with its content). Marks the parent
  * cache stale: what a cached path resolves to may change when something on it goes
  * (its fd stays open: pfd may be that fd, and the caller goes on using it). */
 static int remove_entry(ctx_t *c, int pfd, const char *name)
 {
     c->pc_stale = true;
-    if (unlinkat(pfd, name, 0) < 0 && errno != ENOENT) {
-        if (errno != EISDIR || remove_tree(pfd, name, 0) < 0)
-            return entry_error(c, errno, "cannot remove the existing '%s'", name);
+    hero_error_t e = HERO_ERROR_INIT;
+    if (hero_fs_rmtree_at(pfd, name, &e) < 0) {
+        entry_error(c, 0, "cannot replace what is there: %s", e.msg);
+        if (c->err)
+            c->err->code = e.code;
+        hero_error_clear(&e);
+        return -1;
     }
     return 0;
 }

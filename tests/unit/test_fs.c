@@ -330,6 +330,17 @@ static void mounts(void)
             printf("#   %s\n", e.msg);
         TAP_OK(exists(keep), "nothing is removed through the mount");
         hero_error_clear(&e);
+        int pfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        rc = hero_fs_rmtree_at(pfd, "mtree", &e);
+        TAP_OK(rc < 0 && e.msg && strstr(e.msg, "'mtree/x/mnt'") &&
+                   strstr(e.msg, "a file system is mounted there") && exists(keep),
+               "at: a mount inside is refused, the error names it from the name given");
+        hero_error_clear(&e);
+        rc = hero_fs_rmtree_at(pfd, "mtree/x/mnt", &e);
+        TAP_OK(rc < 0 && e.msg && strstr(e.msg, "mounted there") && exists(keep),
+               "at: a name that is itself a mount is refused");
+        hero_error_clear(&e);
+        close(pfd);
         umount2(mp, MNT_DETACH);
         TAP_OK(hero_fs_rmtree(t, &e) == 0 && !exists(t) && exists(keep),
                "once unmounted, the tree goes (and the bound directory stays)");
@@ -383,6 +394,59 @@ static void mounts(void)
     free(ydir);
 }
 
+/* hero_fs_rmtree_at: the same removal from a directory fd and a name */
+static void at_dirfd(void)
+{
+    hero_error_t e = HERO_ERROR_INIT;
+    char *top = P("%s", "at");
+    mk(top);
+    int dfd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *f = P("%s", "at/file"), *t = P("%s", "at/tree/a/b"), *tf = P("%s", "at/tree/a/b/f");
+    char *outside = P("%s", "at-outside"), *of = P("%s", "at-outside/keep");
+    touch(f);
+    mk(t);
+    touch(tf);
+    mk(outside);
+    touch(of);
+    char *ln = P("%s", "at/link");
+    TAP_OK(symlink(outside, ln) == 0, "at: a symlink to a directory outside");
+    TAP_OK(hero_fs_rmtree_at(dfd, "missing", &e) == 0 && !e.msg, "at: a missing name is fine");
+    TAP_OK(hero_fs_rmtree_at(dfd, "file", &e) == 0 && !exists(f), "at: a file is removed");
+    char *tree = P("%s", "at/tree");
+    TAP_OK(hero_fs_rmtree_at(dfd, "tree", &e) == 0 && !exists(tree),
+           "at: a directory goes with what it holds");
+    TAP_OK(hero_fs_rmtree_at(dfd, "link", &e) == 0 && !exists(ln) && exists(of),
+           "at: a symlink is removed, not followed");
+    hero_error_clear(&e);
+
+    /* 600 deep with at most 64 fds, as hero_fs_rmtree */
+    char *deep = P("%s", "at/deep");
+    bool made = make_deep(deep, 600, "d");
+    struct rlimit old, low = {64, 64};
+    getrlimit(RLIMIT_NOFILE, &old);
+    low.rlim_max = old.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &low);
+    int rc = made ? hero_fs_rmtree_at(dfd, "deep", &e) : -1;
+    setrlimit(RLIMIT_NOFILE, &old);
+    TAP_OK(made && rc == 0 && !exists(deep), "at: a tree 600 deep is removed with 64 fds at most");
+    if (e.msg)
+        printf("#   %s\n", e.msg);
+    hero_error_clear(&e);
+
+    close(dfd);
+    hero_fs_rmtree(top, NULL);
+    hero_fs_rmtree(outside, NULL);
+    free(top);
+    free(f);
+    free(t);
+    free(tf);
+    free(outside);
+    free(of);
+    free(ln);
+    free(deep);
+    free(tree);
+}
+
 int main(void)
 {
     if (!mkdtemp(base)) {
@@ -394,6 +458,7 @@ int main(void)
     wide_deep();
     concurrent();
     slashes();
+    at_dirfd();
     mounts();
     hero_fs_rmtree(base, NULL);
     return tap_done();

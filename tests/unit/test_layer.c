@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -711,6 +712,37 @@ static void replacing(void)
     TAP_OK(stat(P("replace.%d/hl", seq), &st) == 0 && stat(P("replace.%d/hl2", seq), &st2) == 0 &&
                st.st_ino == st2.st_ino && content_is(P("replace.%d/hl", seq), "target"),
            "a repeated hardlink and a hardlink to itself change nothing");
+}
+
+/* A directory 300 deep replaced by a file, with 100 fds at most: the removal does not
+ * keep an fd per level (it is hero_fs_rmtree_at's). */
+static void replacing_deep(void)
+{
+    char *blob = P("replace-deep.tar");
+    tw_t t = tar_open(blob, NULL);
+    size_t cap = 4 + 2 * 300 + 8;
+    char *name = hero_xmalloc(cap);
+    strcpy(name, "deep/");
+    dir(t, name, 0755, 0, 0, 1000000);
+    for (int i = 0; i < 300; i++) {
+        strcat(name, "d/");
+        dir(t, name, 0755, 0, 0, 1000000);
+    }
+    strcat(name, "f");
+    file(t, name, "bottom", 0644, 0, 0, 1000000);
+    file(t, "deep", "now a file", 0644, 0, 0, 1000000);
+    tar_close(t);
+    free(name);
+    char *d = newdir("replace-deep");
+    hero_layer_result_t r;
+    struct rlimit old, low = {100, 100};
+    getrlimit(RLIMIT_NOFILE, &old);
+    low.rlim_max = old.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &low);
+    int rc = apply(blob, d, NULL, &r, NULL);
+    setrlimit(RLIMIT_NOFILE, &old);
+    TAP_OK(rc == 0 && content_is(P("replace-deep.%d/deep", seq), "now a file"),
+           "a file over a directory 300 deep replaces it, with 100 fds at most");
 }
 
 /* bottom: a/{keep,gone}, o/old, top_gone, w/, f ; top: whiteouts and an opaque dir */
@@ -1494,6 +1526,7 @@ int main(void)
     }
     basics();
     replacing();
+    replacing_deep();
     whiteouts();
     lookups();
     compressions();
@@ -1505,6 +1538,7 @@ int main(void)
     hero_layer_use_openat2(0);
     basics();
     replacing();
+    replacing_deep();
     hostile();
     hero_layer_use_openat2(1);
     bench();
