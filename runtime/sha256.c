@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <openssl/sha.h>
+#include <string.h>
 
 static_assert(sizeof(SHA256_CTX) <= sizeof(((hero_sha256_t *)0)->state),
               "hero_sha256_t too small for SHA256_CTX");
@@ -47,4 +48,20 @@ void hero_sha256_hex(const void *buf, size_t len, char out[HERO_SHA256_HEX_LEN])
     hero_sha256_init(&s);
     hero_sha256_update(&s, buf, len);
     hero_sha256_final_hex(&s, out);
+}
+
+const char *hero_sha256_digest_problem(const char *d)
+{
+    const char *colon = strchr(d, ':');
+    if (!colon || colon == d)
+        return "a digest is algorithm:hex";
+    if ((size_t)(colon - d) != 6 || memcmp(d, "sha256", 6) != 0)
+        return "unsupported digest algorithm (only sha256)";
+    const char *hex = colon + 1;
+    if (strlen(hex) != 64)
+        return "a sha256 digest has 64 hex digits";
+    for (const char *c = hex; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return "a sha256 digest is lowercase hex";
+    return NULL;
 }

@@ -27,4 +27,8 @@ void hero_sha256_final(hero_sha256_t *s, unsigned char out[32]);
 /* The digest of buf in one call. */
 void hero_sha256_hex(const void *buf, size_t len, char out[HERO_SHA256_HEX_LEN]);
 
+/* NULL when d is "sha256:" and 64 lower-case hex digits (OCI's form, and the only one
+ * hero names a blob or layer file after), else why not, in words for a message. */
+const char *hero_sha256_digest_problem(const char *d);
+
 #endif

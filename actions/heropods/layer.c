@@ -1404,16 +1404,6 @@ uint64_t hero_layer_dir_size(const char *dir)
     return w.bytes;
 }
 
-bool hero_layer_digest_valid(const char *d)
-{
-    if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 7 + 64)
-        return false;
-    for (const char *p = d + 7; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
-            return false;
-    return true;
-}
-
 static int run(ctx_t *c)
 {
     unsigned char magic[8];
@@ -1506,10 +1496,10 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
         res = &local;
     memset(res, 0, sizeof *res);
     res->compression = "none";
-    if (expected_diff_id && !hero_layer_digest_valid(expected_diff_id))
+    if (expected_diff_id && hero_sha256_digest_problem(expected_diff_id))
         return hero_error_set(err, 0, "unsupported diff_id '%s' (want sha256:<64 hex digits>)",
                               expected_diff_id);
-    if (src->digest && !hero_layer_digest_valid(src->digest))
+    if (src->digest && hero_sha256_digest_problem(src->digest))
         return hero_error_set(err, 0, "unsupported blob digest '%s' (want sha256:<64 hex "
                                       "digits>)", src->digest);
     if (src->feed && src->size < 0)
@@ -1599,7 +1589,7 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
 int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,
                            hero_error_t *err)
 {
-    if (!hero_layer_digest_valid(digest))
+    if (hero_sha256_digest_problem(digest))
         return hero_error_set(err, 0, "unsupported blob digest '%s'", digest);
     int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)

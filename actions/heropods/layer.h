@@ -149,10 +149,6 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
  * Unreadable parts count 0. Blocking: for a threadpool thread. */
 uint64_t hero_layer_dir_size(const char *dir);
 
-/* Whether d is "sha256:<64 hex digits>", the only form of digest and diff_id hero
- * takes (and the only one fit to name a file or directory after). */
-bool hero_layer_digest_valid(const char *d);
-
 /* Whether the file at blob_path has this digest (and size, when >= 0): 0 yes, 1 no (or
  * no such file), -1 with err set when it cannot be read. Blocking. */
 int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,

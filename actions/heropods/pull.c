@@ -569,7 +569,7 @@ static void job_step(layer_job_t *j)
         job_queue(j, size_work, size_done);
         return;
     }
-    if (!j->applied && !j->err.msg && !hero_layer_digest_valid(j->diff_id))
+    if (!j->applied && !j->err.msg && hero_sha256_digest_problem(j->diff_id))
         hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
     if (j->fetch_err.msg && !j->existed) {
         drop_tmp(j); /* a staged layer whose blob failed: nothing is kept */
@@ -897,7 +897,7 @@ static void layers_start(pull_t *p)
              * the layer dir is there already (the same layer compressed otherwise by
              * an image pulled before), then the stream stops and the dir is taken as
              * for a layer found in place (job_step) */
-            if (hero_layer_digest_valid(j->diff_id) && access(j->final, F_OK) == 0) {
+            if (!hero_sha256_digest_problem(j->diff_id) && access(j->final, F_OK) == 0) {
                 j->existed = true;
                 if (j->feed)
                     hero_layer_feed_fail(j->feed, "the layer is in the store already");
@@ -905,7 +905,7 @@ static void layers_start(pull_t *p)
             job_step(j);
             continue;
         }
-        if (!hero_layer_digest_valid(j->diff_id)) {
+        if (hero_sha256_digest_problem(j->diff_id)) {
             hero_error_set(&j->err, EPROTO, "unusable diff_id '%s'", j->diff_id);
         } else if (access(j->final, F_OK) == 0) {
             /* shared with an image pulled before (a download of its blob that started

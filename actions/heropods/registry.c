@@ -842,7 +842,7 @@ static void resolve_image_manifest(resolve_op_t *op, reg_req_t *q, const hero_ht
     const char *cd = json_string_value(json_object_get(cfg, "digest"));
     const char *cmt = json_string_value(json_object_get(cfg, "mediaType"));
     json_int_t csize = json_integer_value(json_object_get(cfg, "size"));
-    if (!cd || reg_digest_problem(cd) || !json_is_integer(json_object_get(cfg, "size")) ||
+    if (!cd || hero_sha256_digest_problem(cd) || !json_is_integer(json_object_get(cfg, "size")) ||
         csize <= 0) {
         resolve_fail(op, EPROTO, "GET %s: the manifest has no usable config descriptor", q->url);
         return;
@@ -869,7 +869,8 @@ static void resolve_image_manifest(resolve_op_t *op, reg_req_t *q, const hero_ht
         const char *ld = json_string_value(json_object_get(l, "digest"));
         const char *lmt = json_string_value(json_object_get(l, "mediaType"));
         json_t *ls = json_object_get(l, "size");
-        if (!ld || reg_digest_problem(ld) || !json_is_integer(ls) || json_integer_value(ls) < 0) {
+        if (!ld || hero_sha256_digest_problem(ld) || !json_is_integer(ls) ||
+            json_integer_value(ls) < 0) {
             resolve_fail(op, EPROTO, "GET %s: layer %zu has no usable digest and size", q->url,
                          i);
             return;
@@ -940,7 +941,7 @@ static void on_manifest(reg_req_t *q, const hero_http_resp_t *resp, hero_error_t
                          op->plat.variant ? op->plat.variant : "", seen ? seen : "none");
         } else if (op->depth >= INDEX_DEPTH_MAX) {
             resolve_fail(op, EPROTO, "GET %s: indexes nested too deep", q->url);
-        } else if (!d || reg_digest_problem(d)) {
+        } else if (!d || hero_sha256_digest_problem(d)) {
             resolve_fail(op, EPROTO, "GET %s: the index entry has no usable digest", q->url);
         } else {
             op->depth++;

@@ -509,7 +509,7 @@ void hero_registry_fetch_blob(hero_registry_t *r, const hero_ref_t *ref,
     } else if (!opts->path || !*opts->path) {
         why = "no path";
     } else {
-        why = reg_digest_problem(opts->digest);
+        why = hero_sha256_digest_problem(opts->digest);
     }
     if (why) {
         reg_fail(&e, EINVAL, "blob %s: %s", opts->digest ? opts->digest : "(none)", why);

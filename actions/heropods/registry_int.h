@@ -164,7 +164,4 @@ void reg_blob_cancel_queued(hero_registry_t *r);
 
 /* ---- digests ---- */
 
-/* NULL when d is a usable "sha256:<64 lowercase hex>", else why not. */
-const char *reg_digest_problem(const char *d);
-
 #endif

@@ -132,23 +132,6 @@ static bool tag_ok(const char *s)
     return true;
 }
 
-/* Returns NULL when fine, else why not. */
-const char *reg_digest_problem(const char *d)
-{
-    const char *colon = strchr(d, ':');
-    if (!colon || colon == d)
-        return "a digest is algorithm:hex";
-    if ((size_t)(colon - d) != 6 || memcmp(d, "sha256", 6) != 0)
-        return "unsupported digest algorithm (only sha256)";
-    const char *hex = colon + 1;
-    if (strlen(hex) != 64)
-        return "a sha256 digest has 64 hex digits";
-    for (const char *c = hex; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
-            return "a sha256 digest is lowercase hex";
-    return NULL;
-}
-
 void hero_ref_free(hero_ref_t *ref)
 {
     if (!ref)
@@ -167,7 +150,7 @@ static int ref_parse(const char *text, char *buf, hero_ref_t *ref, hero_error_t 
     char *at = strchr(buf, '@');
     if (at) {
         *at = 0;
-        const char *why = reg_digest_problem(at + 1);
+        const char *why = hero_sha256_digest_problem(at + 1);
         if (why)
             return ref_fail(err, text, why);
         ref->digest = hero_xstrdup(at + 1);

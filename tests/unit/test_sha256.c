@@ -1,6 +1,7 @@
 /* hero_sha256 (runtime/sha256.c): the FIPS 180-2 test vectors, a digest fed in pieces
  * of every size across the 64-byte block boundary, and agreement with OpenSSL's EVP
  * SHA-256 (the path it replaced) on a large buffer. */
+#include "runtime/error.h"
 #include "runtime/sha256.h"
 #include "tests/unit/tap.h"
 
@@ -91,10 +92,39 @@ static void against_evp(void)
     free(buf);
 }
 
+/* the one digest validator (blobs, manifests, configs, diff_ids) */
+static void digest_forms(void)
+{
+    char d[HERO_SHA256_HEX_LEN];
+    hero_sha256_hex("abc", 3, d);
+    TAP_OK(hero_sha256_digest_problem(d) == NULL, "a digest hero made is fine");
+    struct {
+        const char *d, *why;
+    } bad[] = {
+        {"", "algorithm:hex"},
+        {":abc", "algorithm:hex"},
+        {"0123", "algorithm:hex"},
+        {"sha512:00", "only sha256"},
+        {"SHA256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "only sha256"},
+        {"sha256:ba7816bf", "64 hex digits"},
+        {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0", "64 hex"},
+        {"sha256:BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", "lowercase"},
+        {"sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ag", "lowercase"},
+        {"sha256:../../../../../../../../../../../../../../../../../../../../etcx", "lowercase"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = hero_sha256_digest_problem(bad[i].d);
+        char *what = hero_xasprintf("'%s' is refused (%s)", bad[i].d, bad[i].why);
+        TAP_OK(why && strstr(why, bad[i].why), what);
+        free(what);
+    }
+}
+
 int main(void)
 {
     vectors();
     pieces();
     against_evp();
+    digest_forms();
     return tap_done();
 }
