@@ -17,7 +17,8 @@ int hero_mkdir_p(const char *path, mode_t mode, hero_error_t *err);
 int hero_fs_rmtree(const char *path, hero_error_t *err);
 
 /* The same for `name` in directory dirfd, whatever it is (a directory goes with all it
- * holds): for a caller that resolved the parent itself. Messages name it by `name`. */
+ * holds): for a caller that resolved the parent itself. `name` is one name: "", ".",
+ * ".." and anything with a slash are refused (EINVAL). Messages name it by `name`. */
 int hero_fs_rmtree_at(int dirfd, const char *name, hero_error_t *err);
 
 /* Writes a whole file in place (created, or truncated and rewritten): for a file

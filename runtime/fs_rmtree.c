@@ -380,6 +380,9 @@ int hero_fs_rmtree(const char *given, hero_error_t *err)
 
 int hero_fs_rmtree_at(int dirfd, const char *name, hero_error_t *err)
 {
+    /* one name in dirfd: "." or ".." (or a path) would empty what holds it */
+    if (!*name || !strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '/'))
+        return hero_error_set(err, EINVAL, "refusing to remove '%s'", name);
     if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
         return 0;
     if (errno != EISDIR)

@@ -1496,12 +1496,11 @@ int hero_layer_apply_src(const hero_layer_src_t *src, const char *dest_dir,
         res = &local;
     memset(res, 0, sizeof *res);
     res->compression = "none";
-    if (expected_diff_id && hero_sha256_digest_problem(expected_diff_id))
-        return hero_error_set(err, 0, "unsupported diff_id '%s' (want sha256:<64 hex digits>)",
-                              expected_diff_id);
-    if (src->digest && hero_sha256_digest_problem(src->digest))
-        return hero_error_set(err, 0, "unsupported blob digest '%s' (want sha256:<64 hex "
-                                      "digits>)", src->digest);
+    const char *why;
+    if (expected_diff_id && (why = hero_sha256_digest_problem(expected_diff_id)))
+        return hero_error_set(err, 0, "unsupported diff_id '%s' (%s)", expected_diff_id, why);
+    if (src->digest && (why = hero_sha256_digest_problem(src->digest)))
+        return hero_error_set(err, 0, "unsupported blob digest '%s' (%s)", src->digest, why);
     if (src->feed && src->size < 0)
         return hero_error_set(err, EINVAL, "a blob read while it downloads needs its size");
     ctx_t c = {.root = -1, .pc_fd = -1, .res = res, .err = err};

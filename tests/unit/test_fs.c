@@ -336,11 +336,15 @@ static void mounts(void)
                    strstr(e.msg, "a file system is mounted there") && exists(keep),
                "at: a mount inside is refused, the error names it from the name given");
         hero_error_clear(&e);
-        rc = hero_fs_rmtree_at(pfd, "mtree/x/mnt", &e);
+        close(pfd);
+        char *xdir = P("%s", "mtree/x");
+        pfd = open(xdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        rc = hero_fs_rmtree_at(pfd, "mnt", &e);
         TAP_OK(rc < 0 && e.msg && strstr(e.msg, "mounted there") && exists(keep),
                "at: a name that is itself a mount is refused");
         hero_error_clear(&e);
         close(pfd);
+        free(xdir);
         umount2(mp, MNT_DETACH);
         TAP_OK(hero_fs_rmtree(t, &e) == 0 && !exists(t) && exists(keep),
                "once unmounted, the tree goes (and the bound directory stays)");
@@ -418,6 +422,24 @@ static void at_dirfd(void)
     TAP_OK(hero_fs_rmtree_at(dfd, "link", &e) == 0 && !exists(ln) && exists(of),
            "at: a symlink is removed, not followed");
     hero_error_clear(&e);
+
+    /* one name only: ".", ".." or a path would reach what holds dirfd */
+    char *sub = P("%s", "at/sub"), *kept = P("%s", "at/sub/kept");
+    mk(sub);
+    touch(kept);
+    int sfd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    static const char *const bad[] = {"", ".", "..", "../sub", "kept/"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *what = hero_xasprintf("at: '%s' is refused, nothing removed", bad[i]);
+        TAP_OK(hero_fs_rmtree_at(sfd, bad[i], &e) < 0 && e.code == EINVAL && exists(kept) &&
+                   exists(top),
+               what);
+        free(what);
+        hero_error_clear(&e);
+    }
+    close(sfd);
+    free(sub);
+    free(kept);
 
     /* 600 deep with at most 64 fds, as hero_fs_rmtree */
     char *deep = P("%s", "at/deep");
