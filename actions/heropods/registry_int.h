@@ -162,6 +162,4 @@ void reg_token_unwait(reg_req_t *q);
 
 void reg_blob_cancel_queued(hero_registry_t *r);
 
-/* ---- digests ---- */
-
 #endif
