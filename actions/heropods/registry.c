@@ -398,6 +398,9 @@ static void req_retry_later(reg_req_t *q, const hero_http_resp_t *resp)
         q->timer.data = q;
         q->timer_used = true;
     }
+    /* a new attempt answers a challenge again: a long download's token may expire
+     * before a resume, and the old Authorization then gets a 401 */
+    q->auth_retried = false;
     q->waiting_timer = true;
     r->stats.retries++;
     uv_timer_start(&q->timer, on_retry_timer, delay, 0);
@@ -465,6 +468,17 @@ static void req_on_http(hero_http_req_t *h, const hero_http_resp_t *resp, void *
     hero_registry_t *r = q->r;
     q->http = NULL;
     bool transport = resp->error != NULL;
+    if (transport && transport_retryable(resp->curl_code) &&
+        (resp->status == 200 || resp->status == 206) && q->complete && q->complete(q)) {
+        /* the body's end went missing (a chunked body's last chunk, or the connection
+         * closed early), not a byte of it: a resume from the end would get a 416. What
+         * came is checked as ever (the blob's size and digest). */
+        hero_http_resp_t whole = *resp;
+        whole.error = NULL;
+        whole.curl_code = 0;
+        req_deliver(q, &whole, NULL);
+        return;
+    }
     if ((transport && transport_retryable(resp->curl_code)) ||
         (!transport && status_retryable(resp->status))) {
         if (q->progress && *q->progress > q->progress_mark)

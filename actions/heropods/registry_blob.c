@@ -162,6 +162,12 @@ static void blob_prepare(reg_req_t *q)
     q->range_from = b->have; /* 0 the first time; a resume after that */
 }
 
+static bool blob_complete(const reg_req_t *q)
+{
+    const reg_blob_t *b = q->data;
+    return b->size >= 0 && b->have == (uint64_t)b->size && !b->abort_msg;
+}
+
 static int blob_on_data(reg_req_t *q, uint64_t offset, const char *buf, size_t len)
 {
     reg_blob_t *b = q->data;
@@ -295,6 +301,7 @@ static void blob_transfer(reg_blob_t *b)
     q->fd = -1; /* blob_on_data writes the body */
     q->on_data = blob_on_data;
     q->prepare = blob_prepare;
+    q->complete = blob_complete;
     q->progress = &b->have;
     reg_req_send(q);
 }

@@ -66,6 +66,9 @@ struct reg_req {
     const uint64_t *progress;
     uint64_t progress_mark;
     void (*prepare)(reg_req_t *q);  /* before every attempt (may set range_from) */
+    /* blobs: whether every byte is in: then a transport error is only the answer's
+     * end gone missing, and no reason to ask again (NULL: never) */
+    bool (*complete)(const reg_req_t *q);
     int (*on_data)(reg_req_t *q, uint64_t offset, const char *buf, size_t len);
     reg_req_cb cb;
     void *data;

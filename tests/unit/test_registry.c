@@ -1029,6 +1029,71 @@ static void test_double_wrong_bytes(void)
     fixture_stop(&f);
 }
 
+/* every byte came, then the connection closed before the chunked body's last chunk:
+ * the blob is whole, nothing is asked for again (bytes=SIZE- would be a 416) */
+static void test_double_cut(void)
+{
+    fixture_t f;
+    const char *extra[] = {"--cut", L.big, NULL};
+    if (!TAP_OK(fixture_start(&f, "cut", extra), "regfix serve --cut starts")) {
+        fixture_stop(&f);
+        return;
+    }
+    hero_registry_t *reg = client(NULL);
+    char *ref = hero_xasprintf("%s/test/img", f.host);
+    char *path = path_in("cut-blob");
+    char *partial = hero_xasprintf("%s.partial", path);
+    fetched_t b = fetch(reg, ref, L.big, (int64_t)L.big_size, path);
+    hero_registry_stats_t s;
+    hero_registry_stats(reg, &s);
+    TAP_OK(b.calls == 1 && !b.msg && file_has_digest(path, L.big) && !exists(partial),
+           "cut before its last chunk: the whole blob is kept, verified, renamed");
+    if (b.msg)
+        printf("#   %s\n", b.msg);
+    TAP_OK(s.blob_gets == 1 && count_lines(f.log, "range=bytes=") == 0,
+           "cut before its last chunk: nothing asked for again");
+    free(b.msg);
+    free(path);
+    free(partial);
+    free(ref);
+    close_client(reg);
+    fixture_stop(&f);
+}
+
+/* a download dropped midway after its token went stale (as one expiring during a long
+ * download): the resume answers the 401 with a new token */
+static void test_double_drop_stale_token(void)
+{
+    fixture_t f;
+    char *drop = hero_xasprintf("%s=300000", L.big);
+    const char *extra[] = {"--bearer", "--drop", drop, "--rotate-on-drop", NULL};
+    if (!TAP_OK(fixture_start(&f, "drop-stale", extra),
+                "regfix serve --bearer --drop --rotate-on-drop starts")) {
+        fixture_stop(&f);
+        free(drop);
+        return;
+    }
+    hero_registry_t *reg = client(NULL);
+    char *ref = hero_xasprintf("%s/test/img", f.host);
+    char *path = path_in("drop-stale-blob");
+    fetched_t b = fetch(reg, ref, L.big, (int64_t)L.big_size, path);
+    hero_registry_stats_t s;
+    hero_registry_stats(reg, &s);
+    TAP_OK(b.calls == 1 && !b.msg && file_has_digest(path, L.big),
+           "dropped midway, token stale by then: the blob completes");
+    if (b.msg)
+        printf("#   %s\n", b.msg);
+    TAP_OK(s.token_fetches == 2 && s.resumes >= 1 &&
+               count_lines(f.log, "range=bytes=300000- auth=bearer") == 2,
+           "dropped midway, token stale by then: a new token, then the resume with it");
+    free(b.msg);
+    free(path);
+    free(ref);
+    free(drop);
+    close_client(reg);
+    fixture_stop(&f);
+}
+
 static void test_double_drop(void)
 {
     fixture_t f;
@@ -2046,6 +2111,8 @@ int main(void)
         test_double_redirect();
         test_double_wrong_bytes();
         test_double_drop();
+        test_double_cut();
+        test_double_drop_stale_token();
         test_double_concurrency();
         test_double_wait_frees_slot();
         test_double_waiter_first();
