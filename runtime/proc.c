@@ -48,7 +48,9 @@ struct hero_proc {
     int pidfd;          /* -1 when not used */
     uv_timer_t deadline;
     uv_timer_t grace;
+    uv_timer_t eof;     /* eof_wait_ms after the exit */
     bool timers_used;
+    uint64_t eof_wait_ms;
 
     hero_proc_capture_t out, err;
     /* One scratch buffer serves both streams: libuv calls alloc_cb and read_cb back
@@ -122,6 +124,7 @@ static void hero_proc_close_all(hero_proc_t *p)
     if (p->timers_used) {
         hero_proc_close_handle(p, (uv_handle_t *)&p->deadline);
         hero_proc_close_handle(p, (uv_handle_t *)&p->grace);
+        hero_proc_close_handle(p, (uv_handle_t *)&p->eof);
     }
 }
 
@@ -153,6 +156,7 @@ static void hero_proc_maybe_finish(hero_proc_t *p)
     if (p->timers_used) {
         uv_timer_stop(&p->deadline);
         uv_timer_stop(&p->grace);
+        uv_timer_stop(&p->eof);
     }
     if (p->out.buf)
         p->out.buf[p->out.len] = 0;
@@ -162,6 +166,28 @@ static void hero_proc_maybe_finish(hero_proc_t *p)
     hero_proc_fill_result(p, &r);
     p->cb(p, &r, p->data);
     hero_proc_close_all(p);
+}
+
+/* eof_wait_ms after the exit, the pipes are still open: what holds them is not the
+ * process hero ran, and not waited for. (Its next write gets EPIPE.) */
+static void hero_proc_on_eof_wait(uv_timer_t *t)
+{
+    hero_proc_t *p = t->data;
+    hero_proc_capture_t *cs[] = {&p->out, &p->err};
+    for (size_t i = 0; i < 2; i++)
+        if (!cs[i]->done) {
+            uv_read_stop((uv_stream_t *)&cs[i]->pipe);
+            cs[i]->done = true;
+        }
+    hero_proc_maybe_finish(p);
+}
+
+static void hero_proc_exited(hero_proc_t *p)
+{
+    p->exited = true;
+    hero_proc_maybe_finish(p);
+    if (!p->finished && p->eof_wait_ms && p->timers_used)
+        uv_timer_start(&p->eof, hero_proc_on_eof_wait, p->eof_wait_ms, 0);
 }
 
 /* The fast path: the pidfd is readable once the child has exited; reap it. */
@@ -178,7 +204,6 @@ static void hero_proc_on_pidfd(uv_poll_t *h, int status, int events)
     if (r == 0)
         return; /* not yet: another readable event follows */
     uv_poll_stop(h);
-    p->exited = true;
     if (r > 0 && WIFSIGNALED(ws)) {
         p->term_signal = WTERMSIG(ws);
     } else if (r > 0) {
@@ -186,16 +211,15 @@ static void hero_proc_on_pidfd(uv_poll_t *h, int status, int events)
     } else {
         p->exit_status = 127; /* reaped elsewhere: nothing better is known */
     }
-    hero_proc_maybe_finish(p);
+    hero_proc_exited(p);
 }
 
 static void hero_proc_on_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
 {
     hero_proc_t *p = proc->data;
-    p->exited = true;
     p->exit_status = (int)exit_status;
     p->term_signal = term_signal;
-    hero_proc_maybe_finish(p);
+    hero_proc_exited(p);
 }
 
 /* ---- signalling ---- */
@@ -248,6 +272,7 @@ void hero_proc_detach(hero_proc_t *p)
     if (p->timers_used) {
         uv_timer_stop(&p->deadline);
         uv_timer_stop(&p->grace);
+        uv_timer_stop(&p->eof);
     }
     hero_proc_close_all(p);
 }
@@ -526,8 +551,10 @@ static void hero_proc_start_timers(hero_proc_t *p, uint64_t timeout_ms)
 {
     uv_timer_init(p->loop, &p->deadline);
     uv_timer_init(p->loop, &p->grace);
+    uv_timer_init(p->loop, &p->eof);
     p->deadline.data = p;
     p->grace.data = p;
+    p->eof.data = p;
     p->timers_used = true;
     if (timeout_ms)
         uv_timer_start(&p->deadline, hero_proc_on_deadline, timeout_ms, 0);
@@ -549,6 +576,7 @@ int hero_proc_spawn(uv_loop_t *loop, const hero_proc_opts_t *opts, hero_proc_cb 
     if (p->cap > SIZE_MAX / 2)
         p->cap = SIZE_MAX / 2; /* keeps cap + 1 and the doubling from overflowing */
     p->grace_ms = opts->kill_grace_ms ? opts->kill_grace_ms : HERO_PROC_DEFAULT_GRACE_MS;
+    p->eof_wait_ms = opts->eof_wait_ms;
     p->process.data = p;
     p->pidfd = -1;
 

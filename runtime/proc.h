@@ -45,6 +45,10 @@ typedef struct hero_proc_opts {
                                   file) instead; 0: capture or inherit as above */
     int stderr_fd;
     uint64_t timeout_ms;       /* 0: none */
+    uint64_t eof_wait_ms;      /* once it has exited, how long hero reads on while something
+                                  else holds its pipes open (a child it left running in the
+                                  background), before it closes them and reports; 0: until
+                                  they are closed */
     uint64_t kill_grace_ms;    /* after SIGTERM; 0: 2000 */
 } hero_proc_opts_t;
 

@@ -25,6 +25,10 @@
 /* How long a start without keep_alive watches for an entrypoint that dies at once. */
 enum { QUICK_DEATH_MS = 50 };
 
+/* container_exec: how long its output is read on after the command exited, while
+ * something it left running in the background holds the pipes */
+enum { EXEC_EOF_WAIT_MS = 200 };
+
 typedef struct op op_t;
 typedef void (*op_step)(op_t *op);
 typedef void (*op_exit_cb)(op_t *op);
@@ -1083,6 +1087,10 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
             .argv = argv,
             .capture_cap = 1024 * 1024,
             .timeout_ms = ms > 0 ? (uint64_t)ms : 0,
+            /* a command that leaves something running (`daemon &`, a server that
+             * forks) is done when it exits, as with docker exec: what it left may
+             * hold the pipes for its whole life */
+            .eof_wait_ms = EXEC_EOF_WAIT_MS,
         };
         rc = hero_proc_spawn(t->loop, &po, exec_done, op, &op->proc, err);
         if (rc == 0) {

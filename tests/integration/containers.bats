@@ -357,6 +357,26 @@ EOF
   assert_clean
 }
 
+@test "exec: a command that leaves something running in the background is done when it exits" {
+  CTRS="bg"
+  pb p <<'EOF'
+!!heropods.container_new name:'bg' image:'embedded'
+!!heropods.container_start name:'bg' keep_alive:true
+!!heropods.container_exec name:'bg' cmd:'sleep 29 & echo started'
+!!heropods.container_exec name:'bg' cmd:'ps -o args'
+EOF
+  local t0 t1
+  t0=$(now_ms)
+  hero_run p
+  t1=$(now_ms)
+  [ "$status" -eq 0 ]
+  [[ "$output" == "started"* ]]
+  # the background sleep held the exec's output pipes: not waited for, but still running
+  [[ "$output" == *"sleep 29"* ]]
+  [ $((t1 - t0)) -lt 15000 ]
+  assert_clean
+}
+
 @test "exec: output of several containers and execs at once comes in file order" {
   CTRS="oa ob oc"
   mkdir "$BASE/shared"

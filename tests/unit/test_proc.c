@@ -257,6 +257,30 @@ static void test_waits_for_eof(void)
     run_free(&t);
 }
 
+static void test_eof_wait(void)
+{
+    /* eof_wait_ms: a background child that holds stdout for 20 s is not waited for;
+     * what came before the wait ran out is kept */
+    const char *argv[] = {"sh", "-c", "sleep 20 & echo $!; echo early", NULL};
+    run_t t;
+    run(&t, &(hero_proc_opts_t){.argv = argv, .eof_wait_ms = 150});
+    TAP_OK(plain_exit(&t, 0), "eof_wait: exits 0");
+    TAP_OK(t.r.elapsed_ms >= 100 && t.r.elapsed_ms < 3000,
+           "eof_wait: reported once the wait ran out, not when the background child ends");
+    TAP_OK(t.out && strstr(t.out, "\nearly\n"), "eof_wait: the output before it is kept");
+    int child = t.out ? atoi(t.out) : 0;
+    if (child > 0)
+        kill(child, SIGKILL);
+    run_free(&t);
+
+    /* a child that ends within the wait: its output is all there */
+    const char *argv2[] = {"sh", "-c", "(sleep 0.1; echo late) & echo early", NULL};
+    run(&t, &(hero_proc_opts_t){.argv = argv2, .eof_wait_ms = 2000});
+    TAP_OK(plain_exit(&t, 0) && t.r.elapsed_ms < 1500, "eof_wait: a child ending in time");
+    TAP_STREQ(t.out, "early\nlate\n", "eof_wait: ... is read to its end");
+    run_free(&t);
+}
+
 static int closed_count;
 
 static void count_close(uv_handle_t *h)
@@ -395,6 +419,7 @@ int main(void)
     test_timeout();
     test_group_kill();
     test_waits_for_eof();
+    test_eof_wait();
     test_missing_program();
     test_cancel();
     test_env();
