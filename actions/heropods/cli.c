@@ -1167,16 +1167,22 @@ static int cmd_exec(cli_t *c, opts_t *o)
     char *termenv = o->tty && term && *term ? hero_xasprintf("TERM=%s", term) : NULL;
     /* crun exec --env replaces the whole environment: TERM goes with the
      * container's own (from its config.json) */
-    json_t *cfg = termenv ? load_config(v.dir) : NULL;
-    json_t *env = json_object_get(json_object_get(cfg, "process"), "env");
+    json_t *cfg = load_config(v.dir);
+    /* as the container's user (crun exec would run the command as root) */
+    char *user = hero_oci_exec_user(cfg);
+    json_t *env = termenv ? json_object_get(json_object_get(cfg, "process"), "env") : NULL;
     size_t nenv = json_is_array(env) ? json_array_size(env) : 0;
-    char **argv = hero_xcalloc((size_t)ncmd + 2 * nenv + 10, sizeof(char *));
+    char **argv = hero_xcalloc((size_t)ncmd + 2 * nenv + 12, sizeof(char *));
     int k = 0;
     argv[k++] = "crun";
     argv[k++] = rootopt;
     argv[k++] = "exec";
     if (o->tty)
         argv[k++] = "--tty";
+    if (user) {
+        argv[k++] = "--user";
+        argv[k++] = user;
+    }
     if (termenv) {
         for (size_t i = 0; i < nenv; i++) {
             const char *e = json_string_value(json_array_get(env, i));
@@ -1206,6 +1212,7 @@ static int cmd_exec(cli_t *c, opts_t *o)
     json_decref(cfg);
     free(argv);
     free(termenv);
+    free(user);
     free(cid);
     free(rootopt);
     free(root);

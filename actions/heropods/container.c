@@ -1071,6 +1071,18 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
             argv[k++] = ids;
         }
     }
+    if (!user) {
+        /* the container's user (crun exec would run the command as root) */
+        char *path = hero_xasprintf("%s/config.json", op->dir);
+        json_t *cfg = json_load_file(path, 0, NULL);
+        free(path);
+        ids = hero_oci_exec_user(cfg);
+        json_decref(cfg);
+        if (ids) {
+            argv[k++] = "--user";
+            argv[k++] = ids;
+        }
+    }
     argv[k++] = op->cid;
     if (cmd) {
         argv[k++] = "/bin/sh";

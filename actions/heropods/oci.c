@@ -822,6 +822,18 @@ out:
     return cfg;
 }
 
+char *hero_oci_exec_user(const json_t *cfg)
+{
+    json_t *u = json_object_get(json_object_get(cfg, "process"), "user");
+    json_t *uid = json_object_get(u, "uid"), *gid = json_object_get(u, "gid");
+    if (!json_is_integer(uid) || json_integer_value(uid) < 0)
+        return NULL;
+    json_int_t g = json_is_integer(gid) && json_integer_value(gid) >= 0 ? json_integer_value(gid)
+                                                                          : 0;
+    return hero_xasprintf("%" JSON_INTEGER_FORMAT ":%" JSON_INTEGER_FORMAT,
+                          json_integer_value(uid), g);
+}
+
 int hero_oci_write(const json_t *cfg, const char *path, hero_error_t *err)
 {
     /* one string and one write: json_dump_file goes through stdio, a write per 4 KiB */

@@ -65,6 +65,11 @@ typedef struct hero_oci_opts {
 json_t *hero_oci_config(const hero_ctr_spec_t *spec, const json_t *image_config,
                         const char *image_rootfs, const hero_oci_opts_t *o, hero_error_t *err);
 
+/* "UID:GID" of a config.json's process.user, for `crun exec --user`, which otherwise
+ * runs the command as root whatever the container's user; NULL when cfg has none.
+ * A heap string. (crun exec takes no supplementary groups.) */
+char *hero_oci_exec_user(const json_t *cfg);
+
 /* Writes cfg to path (created 0644, or truncated) as indented JSON, in one write. */
 int hero_oci_write(const json_t *cfg, const char *path, hero_error_t *err);
 

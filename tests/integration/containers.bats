@@ -332,6 +332,20 @@ EOF
   assert_clean
 }
 
+@test "exec: without user, the command runs as the container's user" {
+  CTRS="nob"
+  pb p <<'EOF'
+!!heropods.container_new name:'nob' image:'embedded' user:'nobody'
+!!heropods.container_start name:'nob' keep_alive:true
+!!heropods.container_exec name:'nob' cmd:'id -u; id -g'
+!!heropods.container_exec name:'nob' cmd:'id -u' user:'root'
+EOF
+  hero_run p
+  [ "$status" -eq 0 ]
+  [ "$output" = $'65534\n65534\n0' ]
+  assert_clean
+}
+
 @test "exec: timeout fails the action and stops the command" {
   CTRS="slow"
   pb p <<'EOF'

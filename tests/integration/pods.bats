@@ -232,6 +232,15 @@ wait_for() {
   [ "$status" -eq 2 ]
 }
 
+@test "exec runs the command as the container's user" {
+  run play "$(new_line usr user:nobody cmd:"['/bin/sh','-c','exec sleep 1000']")" \
+    "!!heropods.container_start name:usr"
+  [ "$status" -eq 0 ]
+  run pods exec usr -- id -u
+  [ "$status" -eq 0 ]
+  [ "$output" = "65534" ]
+}
+
 @test "exec -it gives the command a terminal" {
   command -v script >/dev/null || skip "needs script (util-linux) for a terminal"
   run play "$(new_line tt cmd:"['/bin/sh','-c','exec sleep 1000']")" \
