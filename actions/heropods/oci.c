@@ -757,9 +757,11 @@ json_t *hero_oci_config(const hero_ctr_spec_t *spec, const json_t *image_config,
         env_set(&env, &nenv, spec->env[i]);
     if (!env_has(env, "PATH"))
         env_set(&env, &nenv, "PATH=" DEFAULT_PATH);
-    char *hn = hero_xasprintf("HOSTNAME=%s", hostname);
-    env_set(&env, &nenv, hn);
-    free(hn);
+    if (!env_has(env, "HOSTNAME")) { /* one the image or env gives wins, as with docker */
+        char *hn = hero_xasprintf("HOSTNAME=%s", hostname);
+        env_set(&env, &nenv, hn);
+        free(hn);
+    }
 
     args = hero_oci_args(spec, image_config, err);
     if (!args || hero_oci_check_exec(image_rootfs, env, args[0], err) < 0)

@@ -509,6 +509,18 @@ static void test_config_process(void)
            "config: spec user uid:gid");
     TAP_STREQ(json_string_value(jget(c, "hostname")), "box", "config: spec hostname");
     json_decref(c);
+
+    /* HOSTNAME given in env: kept, as docker keeps it */
+    hero_strv_free(s.env);
+    s.env = strv("HOSTNAME=mine", NULL);
+    c = config(&s, img, true, &e);
+    t = c ? jjoined(jget(c, "process.env")) : NULL;
+    TAP_OK(t && strstr(t, "HOSTNAME=mine") && !strstr(t, "HOSTNAME=box"),
+           "config: a HOSTNAME in env is kept");
+    if (!c)
+        printf("# %s\n", e.msg);
+    free(t);
+    json_decref(c);
     json_decref(img);
 
     /* no image config at all: defaults */
