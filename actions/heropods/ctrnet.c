@@ -134,29 +134,47 @@ static int port_owner(hero_store_t *s, int64_t self, hero_nft_proto_t proto, uin
     return rc;
 }
 
+static int port_claim(hero_pods_instance_t *in, int64_t id, const char *table, const char *port,
+                      hero_error_t *err)
+{
+    hero_nft_port_t pp;
+    if (hero_nft_port_parse(port, &pp, err) < 0)
+        return -1;
+    const char *pn = pp.proto == HERO_NFT_UDP ? "udp" : "tcp";
+    char *who = NULL;
+    if (port_owner(in->store, id, pp.proto, pp.host_port, &who, err) < 0)
+        return -1;
+    if (who) {
+        hero_error_set(err, 0, "host port %u/%s is already published by container %s",
+                       pp.host_port, pn, who);
+        free(who);
+        return -1;
+    }
+    /* a port this container publishes already (a rerun after a killed hero) has no
+     * socket behind it, so the bind test below still answers for the host */
+    if (hero_nft_port_check_free(pp.proto, pp.host_port, err) < 0)
+        return -1;
+    char ref[HERO_NFT_TABLE_MAX + 16];
+    hero_nft_port_ref(table, pp.proto, pp.host_port, ref);
+    return hero_store_hostobj_add(in->store, id, HERO_OBJ_RULE, ref, err);
+}
+
 int hero_pods_net_ports_check(hero_pods_instance_t *in, int64_t id, char **ports,
                               hero_error_t *err)
 {
-    for (char **p = ports; p && *p; p++) {
-        hero_nft_port_t pp;
-        if (hero_nft_port_parse(*p, &pp, err) < 0)
-            return -1;
-        const char *pn = pp.proto == HERO_NFT_UDP ? "udp" : "tcp";
-        char *who = NULL;
-        if (port_owner(in->store, id, pp.proto, pp.host_port, &who, err) < 0)
-            return -1;
-        if (who) {
-            hero_error_set(err, 0, "host port %u/%s is already published by container %s",
-                           pp.host_port, pn, who);
-            free(who);
+    if (!ports || !*ports)
+        return 0;
+    char table[HERO_NFT_TABLE_MAX];
+    table_of(in, table);
+    /* BEGIN IMMEDIATE: no other start can check or claim between our check and claim */
+    if (hero_store_begin(in->store, err) < 0)
+        return -1;
+    for (char **p = ports; *p; p++)
+        if (port_claim(in, id, table, *p, err) < 0) {
+            hero_store_rollback(in->store);
             return -1;
         }
-        /* a port this container publishes already (a rerun after a killed hero) has
-         * no socket behind it, so the bind test below still answers for the host */
-        if (hero_nft_port_check_free(pp.proto, pp.host_port, err) < 0)
-            return -1;
-    }
-    return 0;
+    return hero_store_commit(in->store, err);
 }
 
 int hero_pods_net_ctr_up(hero_pods_instance_t *in, int64_t id, int pid, uint32_t addr,

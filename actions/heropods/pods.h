@@ -112,7 +112,10 @@ int hero_pods_net_instance_down(const hero_pods_instance_t *in, const hero_pods_
 /* The container's address: its lease, kept across stop/start, else a new one. */
 int hero_pods_net_lease(hero_pods_instance_t *in, int64_t id, uint32_t *addr, hero_error_t *err);
 /* Before crun create: every `ports` entry parses, is not published by another
- * container of the store, and is free on the host. */
+ * container of the store, and is free on the host; then it is claimed for this
+ * container (its RULE host object recorded, in the same store transaction as the
+ * check), so that a start beside it, of this hero or another, finds it taken. A
+ * failed start gives the claim back with the rest (hero_pods_net_ctr_down). */
 int hero_pods_net_ports_check(hero_pods_instance_t *in, int64_t id, char **ports,
                               hero_error_t *err);
 /* Between crun create and crun start: the veth (eth0 with addr, lo, default route)

@@ -415,6 +415,33 @@ EOF
   fails timeout 5 busybox wget -q -O- "http://127.0.0.1:$port/"
 }
 
+@test "two starts at once cannot both publish one host port" {
+  local port=$(( 21200 + N ))
+  CTRS="twa twb"
+  { httpd_ctr twa page-twa "ports:['$port:80']"
+    httpd_ctr twb page-twb "ports:['$port:80']"
+  } | pb up
+  hero_run up
+  [ "$status" -ne 0 ]
+  [[ "$stderr" == *"host port $port/tcp is already published by container 'tw"* ]]
+  local running
+  running=$("$CRUN" --root "$BASE/crun" list -q | wc -l)
+  [ "$running" -eq 1 ]
+  # the port leads to the one that runs, and stays published when the other is deleted
+  local got i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    got=$(timeout 5 busybox wget -q -O- "http://127.0.0.1:$port/" 2> /dev/null) && break
+    sleep 0.2
+  done
+  [[ "$got" == page-tw? ]]
+  local winner=${got#page-} loser=twa
+  [ "$winner" = twa ] && loser=twb
+  echo "!!heropods.container_delete name:'$loser'" | pb del
+  hero_run del
+  [ "$status" -eq 0 ]
+  [ "$(timeout 5 busybox wget -q -O- "http://127.0.0.1:$port/")" = "page-$winner" ]
+}
+
 # ---------------------------------------------------------------- outside the bridge
 
 # outside_ns: a namespace standing for the world beyond the host, joined by a veth:
