@@ -697,8 +697,10 @@ static void start_fail(op_t *op, hero_error_t *err)
     const char *args[] = {"delete", "-f", op->cid, NULL};
     hero_crun_opts_t co = {.timeout_ms = 30000};
     if (op_crun(op, args, &co, start_cleaned, &e) < 0) {
+        /* crun delete did not run: the crun container stays recorded, for a later
+         * delete (NULL here would read as "deleted") */
+        start_cleaned(NULL, &e, op);
         hero_error_clear(&e);
-        start_cleaned(NULL, NULL, op);
     }
 }
 
