@@ -164,7 +164,8 @@ static const hero_param_def_t p_container_exec[] = {
 static const hero_param_def_t p_container_stop[] = {
     INSTANCE_PARAM,
     P("name", HERO_T_STR, true, NULL, "the container", HERO_RES_CONTAINER, hero_check_name),
-    P("timeout", HERO_T_DURATION, false, "10s", "grace period between SIGTERM and SIGKILL"),
+    P("timeout", HERO_T_DURATION, false, "10s",
+      "grace period between the stop signal (the image's StopSignal, else SIGTERM) and SIGKILL"),
 };
 
 static const hero_param_def_t p_container_delete[] = {

@@ -1269,8 +1269,38 @@ static void stop_killed(const hero_proc_result_t *r, hero_error_t *err, void *da
     start_timer(op, op->killed ? 10000 : op->timeout_ms, stop_on_timer);
 }
 
-/* The signal that asks the container to stop: its image's StopSignal ("SIGQUIT",
- * "QUIT" or "3"), else SIGTERM. hero-init forwards it to the entrypoint. */
+/* A signal by its name as docker takes it ("SIGQUIT", "QUIT", "3", "SIGRTMIN+3",
+ * "RTMAX-1"), or 0. */
+static int signal_by_name(const char *s)
+{
+    const char *n = strncmp(s, "SIG", 3) ? s : s + 3;
+    char *end;
+    if (*n >= '0' && *n <= '9') {
+        long v = strtol(n, &end, 10);
+        return !*end && v > 0 && v < NSIG ? (int)v : 0;
+    }
+    if (!strncmp(n, "RTMIN", 5) || !strncmp(n, "RTMAX", 5)) {
+        long off = 0;
+        if (n[5]) {
+            if (n[5] != '+' && n[5] != '-')
+                return 0;
+            off = strtol(n + 5, &end, 10);
+            if (*end || end == n + 6)
+                return 0;
+        }
+        long v = (n[4] == 'N' ? SIGRTMIN : SIGRTMAX) + off;
+        return v >= SIGRTMIN && v <= SIGRTMAX ? (int)v : 0;
+    }
+    for (int i = 1; i < NSIG; i++) {
+        const char *ab = sigabbrev_np(i);
+        if (ab && !strcmp(ab, n))
+            return i;
+    }
+    return 0;
+}
+
+/* The signal that asks the container to stop: its image's StopSignal, else SIGTERM
+ * (also for a name hero does not know). hero-init forwards it to the entrypoint. */
 static int stop_signal_of(op_t *op)
 {
     int sig = SIGTERM;
@@ -1279,20 +1309,8 @@ static int stop_signal_of(op_t *op)
         json_t *j = json_loads(r.config ? r.config : "{}", 0, NULL);
         const char *s =
             json_string_value(json_object_get(json_object_get(j, "config"), "StopSignal"));
-        if (s) {
-            const char *n = strncmp(s, "SIG", 3) ? s : s + 3;
-            char *end;
-            long v = strtol(n, &end, 10);
-            if (*n && !*end && v > 0 && v < NSIG)
-                sig = (int)v;
-            for (int i = 1; i < NSIG && !(*n >= '0' && *n <= '9'); i++) {
-                const char *ab = sigabbrev_np(i);
-                if (ab && !strcmp(ab, n)) {
-                    sig = i;
-                    break;
-                }
-            }
-        }
+        if (s && signal_by_name(s))
+            sig = signal_by_name(s);
         json_decref(j);
     }
     hero_image_rec_free(&r);

@@ -127,6 +127,13 @@ fixture_images() {
     --config.cmd /bin/sh --config.cmd -c \
     --config.cmd 'trap "echo stopped-by-usr1; exit 0" USR1; trap "" TERM; while :; do sleep 0.1; done'
   image_push "$L:stopsig" "$REG/test/stopsig:latest"
+  # ... and one whose StopSignal is a real-time signal, named as systemd images name it
+  # (busybox's trap knows it by number only: SIGRTMIN+3 is 37 with glibc and docker)
+  image_tag "$L:bb" stoprt
+  umoci config --image "$L:stoprt" --config.stopsignal SIGRTMIN+3 \
+    --config.cmd /bin/sh --config.cmd -c \
+    --config.cmd 'trap "echo stopped-by-rtmin3; exit 0" 37; trap "" TERM; while :; do sleep 0.1; done'
+  image_push "$L:stoprt" "$REG/test/stoprt:latest"
 
   # a layer as umoci insert really writes it: the last file's padding cut off
   mkdir -p "$FILE_TMP/trunc"
@@ -469,6 +476,22 @@ EOF
   # the entrypoint ignores TERM: it left at once only because it got USR1
   [ $(( (e - s) / 1000000 )) -lt 4000 ]
   grep -q stopped-by-usr1 "$BASE"/containers/*/log
+}
+
+@test "a StopSignal of SIGRTMIN+3 (systemd's) is sent, and hero-init forwards it" {
+  CTRS="srt"
+  pb p <<EOF
+!!heropods.container_new name:'srt' image:'$REG/test/stoprt:latest'
+!!heropods.container_start name:'srt'
+!!heropods.container_stop name:'srt' timeout:'5s'
+EOF
+  local s e
+  s=$(date +%s%N)
+  hero_run p
+  e=$(date +%s%N)
+  [ "$status" -eq 0 ]
+  [ $(( (e - s) / 1000000 )) -lt 4000 ]
+  grep -q stopped-by-rtmin3 "$BASE"/containers/*/log
 }
 
 @test "image_pull of a Docker v2s2 manifest (skopeo --format v2s2)" {

@@ -149,6 +149,19 @@ wait_exit() {
   [ "$(cat "$T/status")" = "exited 3" ]
 }
 
+@test "any other signal, a real-time one too, is forwarded to the entrypoint" {
+  start_bg --status-dir "$T" -- bash -c \
+    "trap 'echo got-pwr' PWR; trap 'echo got-rt; exit 6' RTMIN+3; : > '$T/ready'; while :; do sleep 0.1; done"
+  wait_file "$T/ready"
+  kill -s PWR "$INIT_PID"
+  sleep 0.3
+  kill -s RTMIN+3 "$INIT_PID"
+  wait_exit "$UNSHARE_PID"
+  [ "$status" -eq 6 ]
+  grep -qx got-pwr "$T/out"
+  grep -qx got-rt "$T/out"
+}
+
 @test "signals ignored by hero-init's parent are reset and forwarded" {
   # a shell cannot trap a signal it was started with ignored
   IGNORED="INT QUIT" start_bg --status-dir "$T" -- sh -c \
@@ -185,6 +198,17 @@ wait_exit() {
   sleep 0.5
   running "$INIT_PID"
   kill -TERM "$INIT_PID"
+  wait_exit "$UNSHARE_PID"
+  [ "$status" -eq 0 ]
+}
+
+@test "--keep-alive with exit 0 ends on any stop signal (SIGRTMIN+3), not on SIGWINCH" {
+  start_bg --keep-alive --status-dir "$T" -- sh -c 'exit 0'
+  wait_file "$T/status"
+  kill -s WINCH "$INIT_PID"
+  sleep 0.3
+  running "$INIT_PID"
+  kill -s RTMIN+3 "$INIT_PID"
   wait_exit "$UNSHARE_PID"
   [ "$status" -eq 0 ]
 }

@@ -35,8 +35,13 @@ struct child_report {
     int err;
 };
 
-static const int forwarded_signals[] = {
-    SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+/* Not forwarded: what cannot be caught, and what the kernel raises for a fault of the
+ * process itself (blocking those would hide hero-init's own faults). Every other
+ * signal is, real-time ones too: an image's StopSignal may be any (systemd's is
+ * SIGRTMIN+3), and a namespace's PID 1 would drop one it does not handle. */
+static const int unforwarded_signals[] = {
+    SIGKILL, SIGSTOP, SIGFPE, SIGILL, SIGSEGV, SIGBUS, SIGABRT, SIGTRAP, SIGSYS,
+    SIGTTIN, SIGTTOU,
 };
 
 struct init {
@@ -190,10 +195,9 @@ static void reset_signal_dispositions(void)
  */
 static void block_signals(void)
 {
-    sigemptyset(&g.waited);
-    sigaddset(&g.waited, SIGCHLD);
-    for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
-        sigaddset(&g.waited, forwarded_signals[i]);
+    sigfillset(&g.waited); /* (SIGCHLD included: reaping is done here too) */
+    for (size_t i = 0; i < sizeof unforwarded_signals / sizeof unforwarded_signals[0]; i++)
+        sigdelset(&g.waited, unforwarded_signals[i]);
     if (sigprocmask(SIG_BLOCK, &g.waited, NULL) < 0)
         fail("sigprocmask: %s", strerror(errno));
 }
@@ -322,9 +326,12 @@ static bool reap_all(int *wstatus)
     }
 }
 
+/* With no entrypoint left (--keep-alive), a signal whose default action would end a
+ * process ends hero-init: any stop signal an image names does. The ones a process
+ * ignores by default are ignored. */
 static bool is_stop_signal(int sig)
 {
-    return sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT;
+    return sig != SIGCHLD && sig != SIGCONT && sig != SIGURG && sig != SIGWINCH;
 }
 
 static int wait_signal(void)
