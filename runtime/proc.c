@@ -169,7 +169,8 @@ static void hero_proc_maybe_finish(hero_proc_t *p)
 }
 
 /* eof_wait_ms after the exit, the pipes are still open: what holds them is not the
- * process hero ran, and not waited for. (Its next write gets EPIPE.) */
+ * process hero ran, and not waited for. (Its next write gets EPIPE, and SIGPIPE,
+ * which ends it unless it handles that: as with docker exec.) */
 static void hero_proc_on_eof_wait(uv_timer_t *t)
 {
     hero_proc_t *p = t->data;

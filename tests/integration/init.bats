@@ -202,10 +202,11 @@ wait_exit() {
   [ "$status" -eq 0 ]
 }
 
-@test "--keep-alive with exit 0 ends on any stop signal (SIGRTMIN+3), not on SIGWINCH" {
+@test "--keep-alive with exit 0 ends on any stop signal (SIGRTMIN+3), not on SIGWINCH or SIGTSTP" {
   start_bg --keep-alive --status-dir "$T" -- sh -c 'exit 0'
   wait_file "$T/status"
   kill -s WINCH "$INIT_PID"
+  kill -s TSTP "$INIT_PID"
   sleep 0.3
   running "$INIT_PID"
   kill -s RTMIN+3 "$INIT_PID"

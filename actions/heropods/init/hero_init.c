@@ -328,10 +328,11 @@ static bool reap_all(int *wstatus)
 
 /* With no entrypoint left (--keep-alive), a signal whose default action would end a
  * process ends hero-init: any stop signal an image names does. The ones a process
- * ignores by default are ignored. */
+ * ignores by default are ignored, and so is SIGTSTP (its default pauses). */
 static bool is_stop_signal(int sig)
 {
-    return sig != SIGCHLD && sig != SIGCONT && sig != SIGURG && sig != SIGWINCH;
+    return sig != SIGCHLD && sig != SIGCONT && sig != SIGURG && sig != SIGWINCH &&
+           sig != SIGTSTP;
 }
 
 static int wait_signal(void)
