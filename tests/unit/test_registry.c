@@ -1029,102 +1029,99 @@ static void test_double_wrong_bytes(void)
     fixture_stop(&f);
 }
 
+/* One fetch of L.big from a fixture of its own: started with `extra` (its log and
+ * files named after `name`), fetched with a fresh client into PATH; the outcome and
+ * the client's stats are kept for the checks, big_end frees it all. */
+typedef struct big_run {
+    fixture_t f;
+    bool started;
+    fetched_t b;
+    hero_registry_stats_t s;
+    char *path, *partial;
+} big_run_t;
+
+static bool big_fetch(big_run_t *r, const char *name, const char *const *extra)
+{
+    memset(r, 0, sizeof(*r));
+    char *what = hero_xasprintf("regfix serve (%s) starts", name);
+    r->started = TAP_OK(fixture_start(&r->f, name, extra), what);
+    free(what);
+    if (!r->started)
+        return false;
+    hero_registry_t *reg = client(NULL);
+    char *ref = hero_xasprintf("%s/test/img", r->f.host);
+    r->path = path_in("%s-blob", name);
+    r->partial = hero_xasprintf("%s.partial", r->path);
+    r->b = fetch(reg, ref, L.big, (int64_t)L.big_size, r->path);
+    hero_registry_stats(reg, &r->s);
+    if (r->b.msg)
+        printf("#   %s\n", r->b.msg);
+    free(ref);
+    close_client(reg);
+    return true;
+}
+
+static bool big_whole(const big_run_t *r)
+{
+    return r->b.calls == 1 && !r->b.msg && file_has_digest(r->path, L.big) &&
+           !exists(r->partial);
+}
+
+static void big_end(big_run_t *r)
+{
+    free(r->b.msg);
+    free(r->path);
+    free(r->partial);
+    fixture_stop(&r->f);
+}
+
+static void test_double_drop(void)
+{
+    big_run_t r;
+    char *drop = hero_xasprintf("%s=300000", L.big);
+    const char *extra[] = {"--drop", drop, NULL};
+    if (big_fetch(&r, "drop", extra)) {
+        TAP_OK(big_whole(&r), "dropped midway: the blob completes, verified, renamed");
+        TAP_OK(count_lines(r.f.log, "range=bytes=300000- ") == 1 && r.s.resumes == 1 &&
+                   r.s.blob_gets == 2,
+               "dropped midway: the second request asked for Range: bytes=300000-");
+        TAP_OK(r.s.blob_bytes == L.big_size, "dropped midway: no byte fetched twice");
+        TAP_OK(r.b.progress_done == L.big_size && !r.b.progress_ahead,
+               "dropped midway: progress reports bytes that are in the file, resumes included");
+    }
+    big_end(&r);
+    free(drop);
+}
+
 /* every byte came, then the connection closed before the chunked body's last chunk:
  * the blob is whole, nothing is asked for again (bytes=SIZE- would be a 416) */
 static void test_double_cut(void)
 {
-    fixture_t f;
+    big_run_t r;
     const char *extra[] = {"--cut", L.big, NULL};
-    if (!TAP_OK(fixture_start(&f, "cut", extra), "regfix serve --cut starts")) {
-        fixture_stop(&f);
-        return;
+    if (big_fetch(&r, "cut", extra)) {
+        TAP_OK(big_whole(&r), "cut before its last chunk: the whole blob is kept, verified, renamed");
+        TAP_OK(r.s.blob_gets == 1 && count_lines(r.f.log, "range=bytes=") == 0,
+               "cut before its last chunk: nothing asked for again");
     }
-    hero_registry_t *reg = client(NULL);
-    char *ref = hero_xasprintf("%s/test/img", f.host);
-    char *path = path_in("cut-blob");
-    char *partial = hero_xasprintf("%s.partial", path);
-    fetched_t b = fetch(reg, ref, L.big, (int64_t)L.big_size, path);
-    hero_registry_stats_t s;
-    hero_registry_stats(reg, &s);
-    TAP_OK(b.calls == 1 && !b.msg && file_has_digest(path, L.big) && !exists(partial),
-           "cut before its last chunk: the whole blob is kept, verified, renamed");
-    if (b.msg)
-        printf("#   %s\n", b.msg);
-    TAP_OK(s.blob_gets == 1 && count_lines(f.log, "range=bytes=") == 0,
-           "cut before its last chunk: nothing asked for again");
-    free(b.msg);
-    free(path);
-    free(partial);
-    free(ref);
-    close_client(reg);
-    fixture_stop(&f);
+    big_end(&r);
 }
 
 /* a download dropped midway after its token went stale (as one expiring during a long
  * download): the resume answers the 401 with a new token */
 static void test_double_drop_stale_token(void)
 {
-    fixture_t f;
+    big_run_t r;
     char *drop = hero_xasprintf("%s=300000", L.big);
     const char *extra[] = {"--bearer", "--drop", drop, "--rotate-on-drop", NULL};
-    if (!TAP_OK(fixture_start(&f, "drop-stale", extra),
-                "regfix serve --bearer --drop --rotate-on-drop starts")) {
-        fixture_stop(&f);
-        free(drop);
-        return;
+    if (big_fetch(&r, "drop-stale", extra)) {
+        TAP_OK(big_whole(&r), "dropped midway, token stale by then: the blob completes");
+        TAP_OK(r.s.token_fetches == 2 && r.s.resumes >= 1 &&
+                   count_lines(r.f.log, "range=bytes=300000- auth=bearer") == 2,
+               "dropped midway, token stale by then: a new token, then the resume with it");
     }
-    hero_registry_t *reg = client(NULL);
-    char *ref = hero_xasprintf("%s/test/img", f.host);
-    char *path = path_in("drop-stale-blob");
-    fetched_t b = fetch(reg, ref, L.big, (int64_t)L.big_size, path);
-    hero_registry_stats_t s;
-    hero_registry_stats(reg, &s);
-    TAP_OK(b.calls == 1 && !b.msg && file_has_digest(path, L.big),
-           "dropped midway, token stale by then: the blob completes");
-    if (b.msg)
-        printf("#   %s\n", b.msg);
-    TAP_OK(s.token_fetches == 2 && s.resumes >= 1 &&
-               count_lines(f.log, "range=bytes=300000- auth=bearer") == 2,
-           "dropped midway, token stale by then: a new token, then the resume with it");
-    free(b.msg);
-    free(path);
-    free(ref);
+    big_end(&r);
     free(drop);
-    close_client(reg);
-    fixture_stop(&f);
-}
-
-static void test_double_drop(void)
-{
-    fixture_t f;
-    char *drop = hero_xasprintf("%s=300000", L.big);
-    const char *extra[] = {"--drop", drop, NULL};
-    if (!TAP_OK(fixture_start(&f, "drop", extra), "regfix serve --drop starts")) {
-        fixture_stop(&f);
-        free(drop);
-        return;
-    }
-    hero_registry_t *reg = client(NULL);
-    char *ref = hero_xasprintf("%s/test/img", f.host);
-    char *path = path_in("dropped-blob");
-    char *partial = hero_xasprintf("%s.partial", path);
-    fetched_t b = fetch(reg, ref, L.big, (int64_t)L.big_size, path);
-    hero_registry_stats_t s;
-    hero_registry_stats(reg, &s);
-    TAP_OK(b.calls == 1 && !b.msg && file_has_digest(path, L.big) && !exists(partial),
-           "dropped midway: the blob completes, verified, renamed");
-    TAP_OK(count_lines(f.log, "range=bytes=300000- ") == 1 && s.resumes == 1 && s.blob_gets == 2,
-           "dropped midway: the second request asked for Range: bytes=300000-");
-    TAP_OK(s.blob_bytes == L.big_size, "dropped midway: no byte fetched twice");
-    TAP_OK(b.progress_done == L.big_size && !b.progress_ahead,
-           "dropped midway: progress reports bytes that are in the file, resumes included");
-    free(b.msg);
-    free(path);
-    free(partial);
-    free(ref);
-    free(drop);
-    close_client(reg);
-    fixture_stop(&f);
 }
 
 static void test_double_concurrency(void)
