@@ -107,6 +107,16 @@ in_map() {
   nft list map ip "$(table)" ports 2> /dev/null | grep -q "tcp \. $1 :"
 }
 
+# page_at PORT: what the host gets from http://127.0.0.1:PORT/, given 2 s to come up
+page_at() {
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    timeout 5 busybox wget -q -O- "http://127.0.0.1:$1/" 2> /dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 # an httpd container: serves "$2" at / on port 80
 httpd_ctr() {
   echo "!!heropods.container_new name:'$1' image:'embedded' ${3:-}"
@@ -383,11 +393,8 @@ EOF
   httpd_ctr pub published-page "ports:['$port:80/tcp']" | pb up
   hero_run up
   [ "$status" -eq 0 ]
-  local got i
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    got=$(timeout 5 busybox wget -q -O- "http://127.0.0.1:$port/" 2> /dev/null) && break
-    sleep 0.2
-  done
+  local got
+  got=$(page_at "$port")
   [ "$got" = published-page ]
   # the bridge's own address is one of the host's too
   [ "$(timeout 5 busybox wget -q -O- "http://$NET24.1:$port/")" = published-page ]
@@ -428,11 +435,8 @@ EOF
   running=$("$CRUN" --root "$BASE/crun" list -q | wc -l)
   [ "$running" -eq 1 ]
   # the port leads to the one that runs, and stays published when the other is deleted
-  local got i
-  for i in 1 2 3 4 5 6 7 8 9 10; do
-    got=$(timeout 5 busybox wget -q -O- "http://127.0.0.1:$port/" 2> /dev/null) && break
-    sleep 0.2
-  done
+  local got
+  got=$(page_at "$port")
   [[ "$got" == page-tw? ]]
   local winner=${got#page-} loser=twa
   [ "$winner" = twa ] && loser=twb
