@@ -150,7 +150,7 @@ static const hero_param_def_t p_container_exec[] = {
     INSTANCE_PARAM,
     P("name", HERO_T_STR, true, NULL, "the container", HERO_RES_CONTAINER, hero_check_name),
     P("cmd", HERO_T_STR, false, NULL, "run as /bin/sh -c cmd inside the container"),
-    P("args", HERO_T_LIST, false, NULL, "run this argv directly, no shell"),
+    P("args", HERO_T_LIST, false, NULL, "run this argv directly inside the container, no shell"),
     P("stdout", HERO_T_BOOL, false, "true", "print the command's output"),
     P("timeout", HERO_T_DURATION, false, NULL, "end the command after this long", .defdoc = "none"),
     P("env", HERO_T_LIST, false, NULL, "KEY=value items for the command", .check = hero_check_env),

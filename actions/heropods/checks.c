@@ -7,10 +7,12 @@ void hero_heropods_check_exec(const hs_action_t *a, hs_diags_t *d)
     const hs_param_t *cmd = hero_arg(a, "cmd"), *args = hero_arg(a, "args");
     if (!cmd && !args)
         hs_diag_add(d, HS_ERROR, a->src, a->off,
-                    "container_exec needs cmd:'...' (run by /bin/sh -c) or args:[...] (run as is)");
+                    "container_exec needs cmd:'...' (run by /bin/sh -c inside the container) or "
+                    "args:[...] (run as is, no shell)");
     else if (cmd && args)
         hs_diag_add(d, HS_ERROR, a->src, args->key.off,
-                    "give cmd or args, not both: cmd runs through /bin/sh -c, args runs as is");
+                    "give cmd or args, not both: cmd runs through /bin/sh -c inside the container, "
+                    "args runs as is");
 }
 
 void hero_heropods_check_new(const hs_action_t *a, hs_diags_t *d)
