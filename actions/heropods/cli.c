@@ -365,14 +365,6 @@ typedef struct view {
     int64_t finished;
 } view_t;
 
-/* The container's config.json (crun's), or NULL. */
-static json_t *load_config(const char *dir)
-{
-    char *path = hero_xasprintf("%s/config.json", dir);
-    json_t *j = json_load_file(path, 0, NULL);
-    free(path);
-    return j;
-}
 
 /* pid runs (not a zombie) and is the init of the container whose root is
  * <dir>/rootfs. After pivot_root, /proc/<pid>/root reads "/", so the roots are
@@ -393,7 +385,7 @@ static bool init_alive(int64_t pid, const char *dir)
     if (ra < 0 && ea == EACCES) {
         /* not root: the cgroup hero gave the container (in its config.json) says
          * whose it is */
-        json_t *cfg = load_config(dir);
+        json_t *cfg = hero_oci_read(dir);
         const char *cg = json_string_value(json_object_get(json_object_get(cfg, "linux"),
                                                            "cgroupsPath"));
         snprintf(path, sizeof(path), "/proc/%lld/cgroup", (long long)pid);
@@ -907,7 +899,7 @@ static json_t *inspect_json(cli_t *c, const view_t *v)
     json_set_path(o, "config", v->dir, "/config.json");
     json_object_set_new(o, "crun_root", json_string(root));
     json_object_set_new(o, "crun_id", json_string(cid));
-    json_t *cfg = load_config(v->dir);
+    json_t *cfg = hero_oci_read(v->dir);
     json_t *cg = json_object_get(json_object_get(cfg, "linux"), "cgroupsPath");
     json_object_set(o, "cgroup", json_is_string(cg) ? cg : json_null());
     json_decref(cfg);
@@ -1167,7 +1159,7 @@ static int cmd_exec(cli_t *c, opts_t *o)
     char *termenv = o->tty && term && *term ? hero_xasprintf("TERM=%s", term) : NULL;
     /* crun exec --env replaces the whole environment: TERM goes with the
      * container's own (from its config.json) */
-    json_t *cfg = load_config(v.dir);
+    json_t *cfg = hero_oci_read(v.dir);
     /* as the container's user (crun exec would run the command as root) */
     char *user = hero_oci_exec_user(cfg);
     json_t *env = termenv ? json_object_get(json_object_get(cfg, "process"), "env") : NULL;

@@ -982,13 +982,10 @@ static void exec_cancel(hero_task_t *t)
         hero_proc_cancel(op->proc);
 }
 
-/* The environment the container's process has (its config.json); empty when it
- * cannot be read. NULL-terminated; caller frees. */
-static char **container_env(op_t *op)
+/* The environment the container's process has (cfg: its config.json); empty without
+ * one. NULL-terminated; caller frees. */
+static char **container_env(const json_t *cfg)
 {
-    char *path = hero_xasprintf("%s/config.json", op->dir);
-    json_t *cfg = json_load_file(path, 0, NULL);
-    free(path);
     json_t *env = json_object_get(json_object_get(cfg, "process"), "env");
     size_t n = json_is_array(env) ? json_array_size(env) : 0;
     char **v = hero_xcalloc(n + 1, sizeof(char *));
@@ -998,7 +995,6 @@ static char **container_env(op_t *op)
         if (e)
             v[k++] = hero_xstrdup(e);
     }
-    json_decref(cfg);
     return v;
 }
 
@@ -1019,13 +1015,14 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
      * the whole environment when --env is given, so the container's own comes
      * first (from its config.json), then the action's. Without env of the action,
      * no --env at all: crun gives the process the container's own */
+    json_t *cfg = hero_oci_read(op->dir);
     char **extra_env = hero_arg_list(a, "env");
     size_t ne = 0, nx = 0;
     while (extra_env[nx])
         nx++;
     char **env;
     if (nx) {
-        env = container_env(op);
+        env = container_env(cfg);
         while (env[ne])
             ne++;
         env = hero_xrealloc(env, (ne + nx + 1) * sizeof(char *));
@@ -1075,11 +1072,7 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
     }
     if (!user) {
         /* the container's user (crun exec would run the command as root) */
-        char *path = hero_xasprintf("%s/config.json", op->dir);
-        json_t *cfg = json_load_file(path, 0, NULL);
-        free(path);
         ids = hero_oci_exec_user(cfg);
-        json_decref(cfg);
         if (ids) {
             argv[k++] = "--user";
             argv[k++] = ids;
@@ -1120,6 +1113,7 @@ int hero_heropods_exec_start(hero_task_t *t, hero_error_t *err)
     free(cmd);
     hero_strv_free(env);
     hero_strv_free(args);
+    json_decref(cfg);
     if (rc < 0)
         op_free(op);
     return rc;
@@ -1309,8 +1303,9 @@ static int stop_signal_of(op_t *op)
         json_t *j = json_loads(r.config ? r.config : "{}", 0, NULL);
         const char *s =
             json_string_value(json_object_get(json_object_get(j, "config"), "StopSignal"));
-        if (s && signal_by_name(s))
-            sig = signal_by_name(s);
+        int named = s ? signal_by_name(s) : 0;
+        if (named)
+            sig = named;
         json_decref(j);
     }
     hero_image_rec_free(&r);

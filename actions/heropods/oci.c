@@ -824,6 +824,14 @@ out:
     return cfg;
 }
 
+json_t *hero_oci_read(const char *dir)
+{
+    char *path = hero_xasprintf("%s/config.json", dir);
+    json_t *j = json_load_file(path, 0, NULL);
+    free(path);
+    return j;
+}
+
 char *hero_oci_exec_user(const json_t *cfg)
 {
     json_t *u = json_object_get(json_object_get(cfg, "process"), "user");

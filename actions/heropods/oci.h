@@ -65,6 +65,10 @@ typedef struct hero_oci_opts {
 json_t *hero_oci_config(const hero_ctr_spec_t *spec, const json_t *image_config,
                         const char *image_rootfs, const hero_oci_opts_t *o, hero_error_t *err);
 
+/* The config.json of the container whose dir this is (crun's bundle), or NULL when it
+ * cannot be read. */
+json_t *hero_oci_read(const char *dir);
+
 /* "UID:GID" of a config.json's process.user, for `crun exec --user`, which otherwise
  * runs the command as root whatever the container's user; NULL when cfg has none.
  * A heap string. (crun exec takes no supplementary groups.) */
