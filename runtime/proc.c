@@ -130,6 +130,15 @@ static void hero_proc_close_all(hero_proc_t *p)
 
 /* ---- completion ---- */
 
+static void hero_proc_stop_timers(hero_proc_t *p)
+{
+    if (p->timers_used) {
+        uv_timer_stop(&p->deadline);
+        uv_timer_stop(&p->grace);
+        uv_timer_stop(&p->eof);
+    }
+}
+
 static void hero_proc_fill_result(hero_proc_t *p, hero_proc_result_t *r)
 {
     memset(r, 0, sizeof(*r));
@@ -153,11 +162,7 @@ static void hero_proc_maybe_finish(hero_proc_t *p)
     if (p->finished || !p->exited || !p->out.done || !p->err.done)
         return;
     p->finished = true;
-    if (p->timers_used) {
-        uv_timer_stop(&p->deadline);
-        uv_timer_stop(&p->grace);
-        uv_timer_stop(&p->eof);
-    }
+    hero_proc_stop_timers(p);
     if (p->out.buf)
         p->out.buf[p->out.len] = 0;
     if (p->err.buf)
@@ -270,11 +275,7 @@ void hero_proc_detach(hero_proc_t *p)
     if (!p || p->finished)
         return;
     p->finished = true; /* the callback is never called */
-    if (p->timers_used) {
-        uv_timer_stop(&p->deadline);
-        uv_timer_stop(&p->grace);
-        uv_timer_stop(&p->eof);
-    }
+    hero_proc_stop_timers(p);
     hero_proc_close_all(p);
 }
 
