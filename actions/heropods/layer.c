@@ -1588,8 +1588,9 @@ int hero_layer_apply(const char *blob_path, const char *dest_dir, const char *ex
 int hero_layer_blob_verify(const char *blob_path, const char *digest, int64_t size,
                            hero_error_t *err)
 {
-    if (hero_sha256_digest_problem(digest))
-        return hero_error_set(err, 0, "unsupported blob digest '%s'", digest);
+    const char *bad = hero_sha256_digest_problem(digest);
+    if (bad)
+        return hero_error_set(err, 0, "unsupported blob digest '%s' (%s)", digest, bad);
     int fd = open(blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 1 : hero_error_set(err, errno, "cannot open '%s'", blob_path);
