@@ -221,6 +221,7 @@ static struct nlmsghdr *req_init(char *buf, uint16_t type, uint16_t flags)
 
 typedef struct link_info {
     int index;
+    char name[IFNAMSIZ]; /* IFLA_IFNAME */
     char kind[32]; /* IFLA_INFO_KIND ("bridge", "veth", ...), "" for none */
     char alias[256]; /* IFLA_IFALIAS, "" for none */
 } link_info_t;
@@ -234,6 +235,10 @@ static int on_link(const struct nlmsghdr *m, void *data)
     li->index = ifm->ifi_index;
     const struct nlattr *a, *b;
     mnl_attr_for_each(a, m, sizeof(*ifm)) {
+        if (mnl_attr_get_type(a) == IFLA_IFNAME && mnl_attr_validate(a, MNL_TYPE_STRING) == 0)
+            snprintf(li->name, sizeof(li->name), "%.*s",
+                     (int)strnlen(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a)),
+                     (const char *)mnl_attr_get_payload(a));
         if (mnl_attr_get_type(a) == IFLA_IFALIAS && mnl_attr_validate(a, MNL_TYPE_STRING) == 0)
             snprintf(li->alias, sizeof(li->alias), "%.*s",
                      (int)strnlen(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a)),
@@ -251,20 +256,29 @@ static int on_link(const struct nlmsghdr *m, void *data)
     return MNL_CB_OK;
 }
 
-/* 0 and li filled, -ENODEV when there is no such link, or another -errno. */
-static int link_get(nl_t *nl, const char *name, link_info_t *li)
+/* The link named `name`, or (name NULL) the one of index `index`: 0 and li filled,
+ * -ENODEV when there is no such link, or another -errno. */
+static int link_get_by(nl_t *nl, const char *name, int index, link_info_t *li)
 {
     memset(li, 0, sizeof(*li));
     char buf[REQ_SIZE];
     struct nlmsghdr *nlh = req_init(buf, RTM_GETLINK, 0);
     struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
     ifm->ifi_family = AF_UNSPEC;
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+    if (name)
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+    else
+        ifm->ifi_index = index;
     mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     int rc = nl_talk(nl, nlh, on_link, li);
     if (rc == 0 && li->index <= 0)
         rc = -ENODEV;
     return rc;
+}
+
+static int link_get(nl_t *nl, const char *name, link_info_t *li)
+{
+    return link_get_by(nl, name, 0, li);
 }
 
 static int link_set_up(nl_t *nl, int index)
@@ -335,6 +349,86 @@ static int check_prefix(int prefix_len, hero_error_t *err)
     return 0;
 }
 
+/* ---- addresses already on the host ---- */
+
+/* What on_addr looks for, and the first address it found. */
+typedef struct addr_clash {
+    uint32_t net;    /* the subnet, prefix_len bits of it */
+    int prefix_len;
+    int skip_index;  /* the bridge's own link (0: none yet) */
+    int index;       /* out: the link of the first overlapping address, 0 for none */
+    uint32_t addr;   /* out: that address */
+    int addr_len;    /* out: and its prefix length */
+} addr_clash_t;
+
+static bool prefixes_overlap(uint32_t a, int a_len, uint32_t b, int b_len)
+{
+    int len = a_len < b_len ? a_len : b_len;
+    uint32_t mask = len ? 0xffffffffu << (32 - len) : 0;
+    return (a & mask) == (b & mask);
+}
+
+static int on_addr(const struct nlmsghdr *m, void *data)
+{
+    addr_clash_t *c = data;
+    if (m->nlmsg_type != RTM_NEWADDR || c->index)
+        return MNL_CB_OK;
+    const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(m);
+    if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index == c->skip_index)
+        return MNL_CB_OK;
+    const struct nlattr *a;
+    mnl_attr_for_each(a, m, sizeof(*ifa)) {
+        /* IFA_LOCAL is the address; IFA_ADDRESS is the same, or a point-to-point
+         * link's peer, whose prefix is the one given */
+        int t = mnl_attr_get_type(a);
+        if ((t != IFA_LOCAL && t != IFA_ADDRESS) || mnl_attr_validate(a, MNL_TYPE_U32) < 0)
+            continue;
+        uint32_t addr = ntohl(mnl_attr_get_u32(a));
+        if (prefixes_overlap(addr, ifa->ifa_prefixlen, c->net, c->prefix_len)) {
+            c->index = (int)ifa->ifa_index;
+            c->addr = addr;
+            c->addr_len = ifa->ifa_prefixlen;
+            break;
+        }
+    }
+    return MNL_CB_OK;
+}
+
+/* Refuses a subnet that overlaps an IPv4 address on any link of the host but
+ * skip_index: another instance's bridge, a LAN, a VPN. Two networks with one range
+ * would route each other's traffic into the wrong one (and two instances would hand
+ * out the same addresses on different bridges). */
+static int subnet_free(nl_t *nl, uint32_t gateway, int prefix_len, int skip_index,
+                       hero_error_t *err)
+{
+    addr_clash_t c = {.net = gateway & (0xffffffffu << (32 - prefix_len)),
+                      .prefix_len = prefix_len,
+                      .skip_index = skip_index};
+    char buf[REQ_SIZE];
+    struct nlmsghdr *nlh = req_init(buf, RTM_GETADDR, NLM_F_DUMP);
+    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+    ifa->ifa_family = AF_INET;
+    int r = nl_talk(nl, nlh, on_addr, &c);
+    if (r < 0)
+        return nl_fail(err, nl, -r, "cannot list the host's IPv4 addresses");
+    if (!c.index)
+        return 0;
+    char net[16], addr[16];
+    ip4_str(c.net, net);
+    ip4_str(c.addr, addr);
+    link_info_t li;
+    if (link_get_by(nl, NULL, c.index, &li) < 0)
+        snprintf(li.name, sizeof(li.name), "link %d", c.index);
+    bool hero = !strncmp(li.alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX));
+    return hero_error_set_plain(err, EADDRINUSE,
+                                "subnet %s/%d overlaps %s/%d on %s%s%s%s: give this instance "
+                                "a subnet of its own",
+                                net, prefix_len, addr, c.addr_len, li.name,
+                                hero ? " (the bridge of " : "",
+                                hero ? li.alias + strlen(HERO_NET_OWNER_PREFIX) : "",
+                                hero ? ")" : "");
+}
+
 /* ---- the bridge ---- */
 
 static const char *kind_name(const link_info_t *li)
@@ -394,6 +488,15 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
     int rc = -1;
     link_info_t li;
     int r = link_get(&nl, name, &li);
+    if (r < 0 && r != -ENODEV) {
+        nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+        goto out;
+    }
+    if (r == 0 && strcmp(li.kind, "bridge") != 0)
+        goto not_bridge;
+    /* before anything is made: the bridge's own address is no clash */
+    if (subnet_free(&nl, gateway, prefix_len, r == 0 ? li.index : 0, err) < 0)
+        goto out;
     if (r == -ENODEV) {
         char buf[REQ_SIZE];
         struct nlmsghdr *nlh = req_init(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -416,6 +519,7 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
         goto out;
     }
     if (strcmp(li.kind, "bridge") != 0) {
+    not_bridge:
         hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists and "
                                "is a %s, not a bridge", name, kind_name(&li));
         goto out;

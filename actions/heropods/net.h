@@ -26,7 +26,10 @@
 
 /* Creates the bridge `name` if it does not exist, makes sure gateway/prefix_len is
  * on it (an address already there is fine) and sets it up. Idempotent. An existing
- * link of that name that is not a bridge is an error naming it.
+ * link of that name that is not a bridge is an error naming it. So is a subnet that
+ * overlaps an IPv4 address on any other link of the host (EADDRINUSE, checked before
+ * anything is made): the error names the address and the link, and the instance when
+ * the link is another hero bridge.
  *
  * With owner_key (NULL: no owner), the bridge is also one instance's, checked before
  * anything is put on it: when it has no alias (IFLA_IFALIAS, what `ip -d link` shows as

@@ -58,9 +58,12 @@ teardown() {
   force_remove "$BASE"
   ip link del "$BR" 2> /dev/null || true
   ip link del hout$N 2> /dev/null || true
+  ip link del "hd$N" 2> /dev/null || true
+  local br2="ho${N}b$$"
+  ip link del "${br2:0:15}" 2> /dev/null || true
   local t
   for t in $(nft list tables 2> /dev/null | awk '$3 ~ /^hero_/ { print $3 }'); do
-    case $t in *_"$BR") nft delete table ip "$t" 2> /dev/null || true ;; esac
+    case $t in *_"$BR" | *_"${br2:0:15}") nft delete table ip "$t" 2> /dev/null || true ;; esac
   done
   nft delete table ip filter 2> /dev/null || true
 }
@@ -385,6 +388,43 @@ EOF
     case $t in *_"$mine") nft delete table ip "$t" ;; esac
   done
   [ "$st" -eq 0 ]
+}
+
+@test "a subnet that overlaps an address on the host is refused before anything is made" {
+  pb conf < /dev/null
+  hero_run conf
+  [ "$status" -eq 0 ]
+  # a second instance (another base dir) on a /25 inside the first one's /24
+  local other=$BASE/other br2="ho${N}b$$"
+  br2=${br2:0:15}
+  mkdir -p "$other"
+  other_conf() {
+    printf '%s\n' "!!heropods.configure name:'other$N' base_dir:'$other' bridge_name:'$br2' subnet:'$1' dns_servers:['127.0.0.1']" \
+      > "$BASE/other.hs"
+  }
+  other_conf "$NET24.128/25"
+  hero_run other
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"subnet $NET24.128/25 overlaps $NET24.1/24 on $BR (the bridge of store "*" instance '$INST' of $BASE): give this instance a subnet of its own"* ]]
+  # refused before anything was made: no bridge, no nftables table
+  fails ip link show "$br2"
+  fails grep -q "_$br2\$" <(nft list tables)
+  # a network of the host's own (a link of the user's, here a bridge: this kernel has no
+  # dummy links) with 172.31.N.1/24, and a /26 in it
+  ip link add "hd$N" type bridge
+  ip addr add "172.31.$N.1/24" dev "hd$N"
+  other_conf "172.31.$N.64/26"
+  hero_run other
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"subnet 172.31.$N.64/26 overlaps 172.31.$N.1/24 on hd$N: give this instance a subnet of its own"* ]]
+  fails ip link show "$br2"
+  # a subnet of its own works, the first instance's configure still does
+  other_conf "172.30.$N.0/24"
+  hero_run other
+  [ "$status" -eq 0 ]
+  grep -q " 172.30.$N.1/24" <(ip -4 -o addr show dev "$br2")
+  hero_run conf
+  [ "$status" -eq 0 ]
 }
 
 @test "a published port reaches a container's httpd from the host; a taken port is a clear error" {

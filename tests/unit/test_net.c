@@ -331,6 +331,46 @@ static void test_netlink(void)
     TAP_OK(rc == 0 && if_up(BRIDGE) && if_addr(BRIDGE, NULL) == gw,
            "bridge_ensure on a bridge that is down sets it up again");
 
+    /* a subnet that overlaps an address on another link */
+    rc = hero_net_bridge_ensure("hnbclash0", IP(10, 197, 128, 1), 16, NULL, NULL, &e);
+    TAP_OK(rc < 0 && e.code == EADDRINUSE && contains(&e, "subnet 10.197.0.0/16") &&
+               contains(&e, "10.197.0.1/24 on " BRIDGE) && !contains(&e, "the bridge of"),
+           "a /16 around the bridge's /24: refused, naming the address and the link");
+    diag(&e);
+    TAP_OK(if_nametoindex("hnbclash0") == 0, "the refused bridge was not made");
+    rc = hero_net_bridge_ensure("hnbclash0", IP(10, 197, 0, 129), 25, NULL, NULL, &e);
+    TAP_OK(rc < 0 && contains(&e, "subnet 10.197.0.128/25") && if_nametoindex("hnbclash0") == 0,
+           "a /25 inside the bridge's /24: refused too");
+    diag(&e);
+    hero_error_clear(&e);
+    rc = hero_net_bridge_ensure("hnbclash0", IP(10, 196, 255, 1), 24, NULL, NULL, &e);
+    diag(&e);
+    TAP_OK(rc == 0 && if_addr("hnbclash0", NULL) == IP(10, 196, 255, 1),
+           "the /24 just below: no overlap, made");
+    rc = hero_net_bridge_ensure("hnbclash1", IP(10, 196, 255, 1), 24, HERO_NET_OWNER_PREFIX "x",
+                                HERO_NET_OWNER_PREFIX "x of /base", &e);
+    TAP_OK(rc < 0 && if_nametoindex("hnbclash1") == 0 &&
+               contains(&e, "10.196.255.1/24 on hnbclash0"),
+           "another bridge with the same subnet: refused");
+    diag(&e);
+    hero_error_clear(&e);
+    hero_net_bridge_delete("hnbclash0", NULL);
+    rc = hero_net_bridge_ensure("hnbclash0", IP(10, 196, 255, 1), 24, HERO_NET_OWNER_PREFIX "i1",
+                                HERO_NET_OWNER_PREFIX "i1 of /b1", &e);
+    diag(&e);
+    rc = hero_net_bridge_ensure("hnbclash1", IP(10, 196, 255, 1), 24, HERO_NET_OWNER_PREFIX "i2",
+                                HERO_NET_OWNER_PREFIX "i2 of /b2", &e);
+    TAP_OK(rc < 0 && contains(&e, "on hnbclash0 (the bridge of i1 of /b1)") &&
+               if_nametoindex("hnbclash1") == 0,
+           "a hero bridge in the way: the error names its instance");
+    diag(&e);
+    hero_error_clear(&e);
+    rc = hero_net_bridge_ensure("hnbclash0", IP(10, 196, 255, 1), 24, HERO_NET_OWNER_PREFIX "i1",
+                                HERO_NET_OWNER_PREFIX "i1 of /b1", &e);
+    diag(&e);
+    TAP_OK(rc == 0, "the bridge's own address is no clash (configure again)");
+    hero_net_bridge_delete("hnbclash0", NULL);
+
     rc = hero_net_ipv4_forwarding(&e);
     diag(&e);
     char fwd[8] = {0};
@@ -461,6 +501,8 @@ out:
     child_stop(&cb);
     child_stop(&ca);
     hero_net_bridge_delete(BRIDGE, NULL);
+    hero_net_bridge_delete("hnbclash0", NULL);
+    hero_net_bridge_delete("hnbclash1", NULL);
     hero_error_clear(&e);
 }
 
