@@ -479,6 +479,16 @@ static void req_on_http(hero_http_req_t *h, const hero_http_resp_t *resp, void *
         req_deliver(q, &whole, NULL);
         return;
     }
+    if (!transport && resp->status == 206 && q->progress && q->expected &&
+        *q->progress < q->expected && *q->progress > q->progress_mark) {
+        /* a 206 that ended cleanly before the blob's end, having brought some of it (a
+         * server that sends ranges in pieces): the rest is asked for at once, which is
+         * no failed attempt (prepare sets the Range from the bytes stored) */
+        q->attempt = 0;
+        q->auth_retried = false;
+        reg_req_send(q);
+        return;
+    }
     if ((transport && transport_retryable(resp->curl_code)) ||
         (!transport && status_retryable(resp->status))) {
         if (q->progress && *q->progress > q->progress_mark)

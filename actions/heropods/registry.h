@@ -21,8 +21,10 @@
  *                Docker-Content-Digest header. With a known digest, a HEAD first: an
  *                unchanged tag costs one request.
  *   blobs        written to PATH.partial while hashed; a dropped connection resumes
- *                with Range; a digest or size mismatch deletes the partial and fails;
- *                success is fsync + rename to PATH (both on libuv's thread pool; the
+ *                with Range, and so does a 206 that ends before the blob does (at
+ *                once: a server may send ranges in pieces); a digest or size mismatch
+ *                deletes the partial and fails; success is a rename to PATH (on
+ *                libuv's thread pool, not synced: registry_blob.c says why; the
  *                partial's open, pwrite and unlink are plain syscalls on the loop).
  *                At most 6 (configurable) blob downloads run at once per client; the
  *                rest wait in order.

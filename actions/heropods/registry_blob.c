@@ -303,6 +303,7 @@ static void blob_transfer(reg_blob_t *b)
     q->prepare = blob_prepare;
     q->complete = blob_complete;
     q->progress = &b->have;
+    q->expected = b->size > 0 ? (uint64_t)b->size : 0;
     reg_req_send(q);
 }
 

@@ -65,6 +65,7 @@ struct reg_req {
     /* blobs: bytes stored so far; progress since the last attempt restores attempts */
     const uint64_t *progress;
     uint64_t progress_mark;
+    uint64_t expected;          /* blobs: the size the manifest gives, 0 when unknown */
     void (*prepare)(reg_req_t *q);  /* before every attempt (may set range_from) */
     /* blobs: whether every byte is in: then a transport error is only the answer's
      * end gone missing, and no reason to ask again (NULL: never) */

@@ -1093,6 +1093,28 @@ static void test_double_drop(void)
     free(drop);
 }
 
+/* dropped midway, and the resumes answered in pieces (206s that end before the blob
+ * does): each piece is kept and the rest asked for at once, until the blob is whole */
+static void test_double_drop_pieces(void)
+{
+    big_run_t r;
+    char *drop = hero_xasprintf("%s=300000", L.big);
+    /* 1 MiB - 300000 = 748576 bytes left: four pieces, the last one short */
+    const char *extra[] = {"--drop", drop, "--piece", "200000", NULL};
+    if (big_fetch(&r, "pieces", extra)) {
+        TAP_OK(big_whole(&r), "resumed in 200000-byte pieces: the blob completes, verified");
+        TAP_OK(count_lines(r.f.log, "range=bytes=300000- ") == 1 &&
+                   count_lines(r.f.log, "range=bytes=500000- ") == 1 &&
+                   count_lines(r.f.log, "range=bytes=900000- ") == 1 && r.s.resumes == 4 &&
+                   r.s.blob_gets == 5 && r.s.retries == 1,
+               "resumed in pieces: each next piece asked for where the last one ended, "
+               "without a backoff (one retry: the drop)");
+        TAP_OK(r.s.blob_bytes == L.big_size, "resumed in pieces: no byte fetched twice");
+    }
+    big_end(&r);
+    free(drop);
+}
+
 /* every byte came, then the connection closed before the chunked body's last chunk:
  * the blob is whole, nothing is asked for again (bytes=SIZE- would be a 416) */
 static void test_double_cut(void)
@@ -2109,6 +2131,7 @@ int main(void)
         test_double_wrong_bytes();
         test_double_drop();
         test_double_cut();
+    test_double_drop_pieces();
         test_double_drop_stale_token();
         test_double_concurrency();
         test_double_wait_frees_slot();
