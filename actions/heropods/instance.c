@@ -6,6 +6,7 @@
 
 #include "actions/actions.h"
 #include "heropods.h"
+#include "net.h"
 #include "pods.h"
 #include "runtime/config.h"
 #include "runtime/sched.h"
@@ -243,6 +244,22 @@ static int old_network_down(configure_op_t *op, bool reset, hero_error_t *err)
     return rc;
 }
 
+/* The new subnet against the host's addresses, before anything is torn down or saved:
+ * the instance's own bridges, old (which goes first) and new, are no clash. */
+static int subnet_check(const configure_op_t *op, hero_error_t *err)
+{
+    hero_pods_net_t old = {0}, new_ = {0};
+    if (op->old_settings)
+        hero_pods_net_from_settings(&old, op->old_settings);
+    hero_pods_net_from_settings(&new_, op->settings);
+    int rc = hero_net_subnet_check(new_.gateway, new_.prefix_len, new_.bridge, old.bridge, err);
+    hero_pods_net_clear(&old);
+    hero_pods_net_clear(&new_);
+    if (rc < 0)
+        return hero_error_wrap(err, "network of instance '%s'", op->in->name);
+    return 0;
+}
+
 /* Saves the settings and applies the network (on success), and ends the action. */
 static void configure_finish(configure_op_t *op, int rc, hero_error_t *err)
 {
@@ -325,6 +342,8 @@ int hero_heropods_configure_start(hero_task_t *t, hero_error_t *err)
     int rc = hero_store_container_list(st, name, &op->ctrs, &op->nctrs, err);
     if (rc == 0 && hero_store_instance_get(st, name, &op->old_settings, err) < 0)
         rc = -1;
+    if (rc == 0)
+        rc = subnet_check(op, err);
     if (rc == 0 && hero_arg_bool(a, "reset")) {
         json_decref(settings);
         reset_step(op);

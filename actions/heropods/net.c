@@ -23,9 +23,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Requests are small; replies (one link) are a few KB. */
+/* Requests are small; replies are one link (a few KB) or a dump of addresses, whose
+ * parts the kernel may make up to 32 KiB (a smaller buffer would cut them). */
 #define REQ_SIZE 1024
-#define REPLY_SIZE 16384
+#define REPLY_SIZE 32768
+/* A dump the kernel says changed while it was read (NLM_F_DUMP_INTR) is read again. */
+#define DUMP_TRIES 3
 #define EXTACK_SIZE 256
 
 typedef struct nl {
@@ -165,8 +168,10 @@ static void read_extack(nl_t *nl, const struct nlmsghdr *m)
 }
 
 /* Sends nlh and reads until its ack (or the end of a dump). Every other message
- * answering this request goes to cb. Returns 0, or -errno: the kernel's, or the
- * socket's. nl->extack holds the kernel's text for a refusal. */
+ * answering this request goes to cb. Returns 0, or -errno: the kernel's (a dump that
+ * failed partway says so in its end), or the socket's; -EINTR for a dump that changed
+ * while it was read (its parts may disagree). nl->extack holds the kernel's text for a
+ * refusal. */
 static int nl_talk(nl_t *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 {
     nl->extack[0] = 0;
@@ -175,6 +180,7 @@ static int nl_talk(nl_t *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
         return -errno;
     char *buf = hero_xmalloc(REPLY_SIZE);
     int rc = 0;
+    bool interrupted = false;
     for (;;) {
         ssize_t n = mnl_socket_recvfrom(nl->sock, buf, REPLY_SIZE);
         if (n < 0) {
@@ -186,6 +192,8 @@ static int nl_talk(nl_t *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
              m = mnl_nlmsg_next(m, &len)) {
             if (m->nlmsg_seq != seq || m->nlmsg_pid != nl->portid)
                 continue; /* not ours (a late answer to something else) */
+            if (m->nlmsg_flags & NLM_F_DUMP_INTR)
+                interrupted = true;
             if (m->nlmsg_type == NLMSG_ERROR) {
                 if (m->nlmsg_len < mnl_nlmsg_size(sizeof(struct nlmsgerr))) {
                     rc = -EBADMSG;
@@ -197,8 +205,13 @@ static int nl_talk(nl_t *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
                 }
                 goto out;
             }
-            if (m->nlmsg_type == NLMSG_DONE)
+            if (m->nlmsg_type == NLMSG_DONE) {
+                if (m->nlmsg_len >= mnl_nlmsg_size(sizeof(int)))
+                    rc = *(const int *)mnl_nlmsg_get_payload(m); /* 0, or -errno */
+                if (rc == 0 && interrupted)
+                    rc = -EINTR;
                 goto out;
+            }
             if (cb && m->nlmsg_type >= NLMSG_MIN_TYPE)
                 cb(m, data);
         }
@@ -355,7 +368,7 @@ static int check_prefix(int prefix_len, hero_error_t *err)
 typedef struct addr_clash {
     uint32_t net;    /* the subnet, prefix_len bits of it */
     int prefix_len;
-    int skip_index;  /* the bridge's own link (0: none yet) */
+    int skip[2];     /* links whose addresses are no clash (0: none) */
     int index;       /* out: the link of the first overlapping address, 0 for none */
     uint32_t addr;   /* out: that address */
     int addr_len;    /* out: and its prefix length */
@@ -374,41 +387,64 @@ static int on_addr(const struct nlmsghdr *m, void *data)
     if (m->nlmsg_type != RTM_NEWADDR || c->index)
         return MNL_CB_OK;
     const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(m);
-    if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index == c->skip_index)
+    if (ifa->ifa_family != AF_INET || (int)ifa->ifa_index == c->skip[0] ||
+        (int)ifa->ifa_index == c->skip[1])
         return MNL_CB_OK;
+    /* IFA_LOCAL is the address; IFA_ADDRESS is the same, or on a point-to-point link
+     * the peer, whose prefix is the one given (the local address is then a /32) */
+    bool has_local = false, has_peer = false;
+    uint32_t local = 0, peer = 0;
     const struct nlattr *a;
     mnl_attr_for_each(a, m, sizeof(*ifa)) {
-        /* IFA_LOCAL is the address; IFA_ADDRESS is the same, or a point-to-point
-         * link's peer, whose prefix is the one given */
         int t = mnl_attr_get_type(a);
         if ((t != IFA_LOCAL && t != IFA_ADDRESS) || mnl_attr_validate(a, MNL_TYPE_U32) < 0)
             continue;
-        uint32_t addr = ntohl(mnl_attr_get_u32(a));
-        if (prefixes_overlap(addr, ifa->ifa_prefixlen, c->net, c->prefix_len)) {
-            c->index = (int)ifa->ifa_index;
-            c->addr = addr;
-            c->addr_len = ifa->ifa_prefixlen;
-            break;
+        if (t == IFA_LOCAL) {
+            has_local = true;
+            local = ntohl(mnl_attr_get_u32(a));
+        } else {
+            has_peer = true;
+            peer = ntohl(mnl_attr_get_u32(a));
         }
     }
+    if (!has_local) { /* (some links give only IFA_ADDRESS) */
+        has_local = has_peer;
+        local = peer;
+    }
+    bool ptp = has_local && has_peer && local != peer;
+    int local_len = ptp ? 32 : ifa->ifa_prefixlen;
+    if (has_local && prefixes_overlap(local, local_len, c->net, c->prefix_len)) {
+        c->addr = local;
+        c->addr_len = local_len;
+    } else if (ptp && prefixes_overlap(peer, ifa->ifa_prefixlen, c->net, c->prefix_len)) {
+        c->addr = peer;
+        c->addr_len = ifa->ifa_prefixlen;
+    } else {
+        return MNL_CB_OK;
+    }
+    c->index = (int)ifa->ifa_index;
     return MNL_CB_OK;
 }
 
-/* Refuses a subnet that overlaps an IPv4 address on any link of the host but
- * skip_index: another instance's bridge, a LAN, a VPN. Two networks with one range
+/* Refuses a subnet that overlaps an IPv4 address on any link of the host but the
+ * two skipped: another instance's bridge, a LAN, a VPN. Two networks with one range
  * would route each other's traffic into the wrong one (and two instances would hand
  * out the same addresses on different bridges). */
-static int subnet_free(nl_t *nl, uint32_t gateway, int prefix_len, int skip_index,
+static int subnet_free(nl_t *nl, uint32_t gateway, int prefix_len, int skip0, int skip1,
                        hero_error_t *err)
 {
-    addr_clash_t c = {.net = gateway & (0xffffffffu << (32 - prefix_len)),
-                      .prefix_len = prefix_len,
-                      .skip_index = skip_index};
-    char buf[REQ_SIZE];
-    struct nlmsghdr *nlh = req_init(buf, RTM_GETADDR, NLM_F_DUMP);
-    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-    ifa->ifa_family = AF_INET;
-    int r = nl_talk(nl, nlh, on_addr, &c);
+    addr_clash_t c;
+    int r = -EINTR;
+    for (int i = 0; i < DUMP_TRIES && r == -EINTR; i++) {
+        c = (addr_clash_t){.net = gateway & (0xffffffffu << (32 - prefix_len)),
+                           .prefix_len = prefix_len,
+                           .skip = {skip0, skip1}};
+        char buf[REQ_SIZE];
+        struct nlmsghdr *nlh = req_init(buf, RTM_GETADDR, NLM_F_DUMP);
+        struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+        ifa->ifa_family = AF_INET;
+        r = nl_talk(nl, nlh, on_addr, &c);
+    }
     if (r < 0)
         return nl_fail(err, nl, -r, "cannot list the host's IPv4 addresses");
     if (!c.index)
@@ -495,7 +531,7 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
     if (r == 0 && strcmp(li.kind, "bridge") != 0)
         goto not_bridge;
     /* before anything is made: the bridge's own address is no clash */
-    if (subnet_free(&nl, gateway, prefix_len, r == 0 ? li.index : 0, err) < 0)
+    if (subnet_free(&nl, gateway, prefix_len, r == 0 ? li.index : 0, 0, err) < 0)
         goto out;
     if (r == -ENODEV) {
         char buf[REQ_SIZE];
@@ -541,6 +577,31 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
     }
     rc = 0;
 out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_subnet_check(uint32_t gateway, int prefix_len, const char *skip0,
+                          const char *skip1, hero_error_t *err)
+{
+    if (check_prefix(prefix_len, err) < 0)
+        return -1;
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    int skip[2] = {0, 0};
+    const char *names[2] = {skip0, skip1};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        link_info_t li;
+        int r = names[i] ? link_get(&nl, names[i], &li) : -ENODEV;
+        if (r == 0)
+            skip[i] = li.index;
+        else if (r != -ENODEV)
+            rc = nl_fail(err, &nl, -r, "cannot look up link %s", names[i]);
+    }
+    if (rc == 0)
+        rc = subnet_free(&nl, gateway, prefix_len, skip[0], skip[1], err);
     nl_close(&nl);
     return rc;
 }

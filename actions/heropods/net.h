@@ -43,6 +43,12 @@
 int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
                            const char *owner_key, const char *owner_text, hero_error_t *err);
 
+/* The overlap check of hero_net_bridge_ensure on its own, before anything changes:
+ * whether gateway/prefix_len's subnet overlaps an IPv4 address on a link of the host
+ * other than skip0 and skip1 (names; NULL or a missing link: nothing skipped). */
+int hero_net_subnet_check(uint32_t gateway, int prefix_len, const char *skip0,
+                          const char *skip1, hero_error_t *err);
+
 /* Deletes the bridge `name`; a missing one is fine. Refuses a link of that name that
  * is not a bridge. */
 int hero_net_bridge_delete(const char *name, hero_error_t *err);

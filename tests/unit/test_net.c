@@ -370,6 +370,19 @@ static void test_netlink(void)
     diag(&e);
     TAP_OK(rc == 0, "the bridge's own address is no clash (configure again)");
     hero_net_bridge_delete("hnbclash0", NULL);
+    rc = hero_net_subnet_check(gw, 24, NULL, NULL, &e);
+    TAP_OK(rc < 0 && e.code == EADDRINUSE && contains(&e, "on " BRIDGE),
+           "subnet_check alone: the bridge's own subnet is taken, by it");
+    hero_error_clear(&e);
+    rc = hero_net_subnet_check(gw, 24, "hnbmissing0", BRIDGE, &e);
+    diag(&e);
+    TAP_OK(rc == 0, "subnet_check skipping that bridge (and a missing link): free");
+    rc = hero_net_subnet_check(IP(10, 197, 0, 1), 32, NULL, NULL, &e);
+    TAP_OK(rc < 0 && contains(&e, "subnet 10.197.0.1/32 overlaps"), "a /32 on the gateway: taken");
+    hero_error_clear(&e);
+    rc = hero_net_subnet_check(IP(10, 197, 1, 1), 32, NULL, NULL, &e);
+    diag(&e);
+    TAP_OK(rc == 0, "a /32 just outside: free");
 
     rc = hero_net_ipv4_forwarding(&e);
     diag(&e);
