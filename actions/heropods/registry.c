@@ -402,6 +402,7 @@ static void req_retry_later(reg_req_t *q, const hero_http_resp_t *resp)
      * before a resume, and the old Authorization then gets a 401 */
     q->auth_retried = false;
     q->waiting_timer = true;
+    q->retries++;
     r->stats.retries++;
     uv_timer_start(&q->timer, on_retry_timer, delay, 0);
 }
@@ -461,6 +462,18 @@ static bool req_answer_challenge(reg_req_t *q, const hero_http_resp_t *resp)
     return sent;
 }
 
+/* Whether a 206's Content-Range ("bytes A-B/T") is a piece of a blob of `total` bytes
+ * that ends before its end. Another total (the registry's blob is not the one the
+ * manifest describes) is not: that goes on to the size check's clear error. */
+static bool range_ends_early(const hero_http_resp_t *resp, uint64_t total)
+{
+    const char *v = hero_http_header(resp, "Content-Range");
+    unsigned long long a, b, t;
+    if (!v || sscanf(v, "bytes %llu-%llu/%llu", &a, &b, &t) != 3)
+        return false;
+    return t == total && a <= b && b + 1 < t;
+}
+
 static void req_on_http(hero_http_req_t *h, const hero_http_resp_t *resp, void *data)
 {
     (void)h;
@@ -480,7 +493,8 @@ static void req_on_http(hero_http_req_t *h, const hero_http_resp_t *resp, void *
         return;
     }
     if (!transport && resp->status == 206 && q->progress && q->expected &&
-        *q->progress < q->expected && *q->progress > q->progress_mark) {
+        *q->progress < q->expected && *q->progress > q->progress_mark &&
+        range_ends_early(resp, q->expected)) {
         /* a 206 that ended cleanly before the blob's end, having brought some of it (a
          * server that sends ranges in pieces): the rest is asked for at once, which is
          * no failed attempt (prepare sets the Range from the bytes stored) */
@@ -502,8 +516,8 @@ static void req_on_http(hero_http_req_t *h, const hero_http_resp_t *resp, void *
         /* out of attempts: the last answer is the error */
         hero_error_t e = HERO_ERROR_INIT;
         reg_http_error(&e, req_method(q), q->url, resp);
-        if (q->attempt > 1)
-            hero_error_wrap(&e, "after %u attempts", q->attempt);
+        if (q->retries)
+            hero_error_wrap(&e, "after %u attempts", q->retries + 1);
         req_deliver(q, NULL, &e);
         hero_error_clear(&e);
         return;

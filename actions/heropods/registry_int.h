@@ -74,7 +74,8 @@ struct reg_req {
     reg_req_cb cb;
     void *data;
 
-    unsigned attempt;           /* attempts made */
+    unsigned attempt;           /* attempts made (back to 0 when a blob got further) */
+    unsigned retries;           /* after errors, in all (attempt restarts), for messages */
     hero_http_req_t *http;      /* in flight, or NULL */
     uv_timer_t timer;           /* backoff */
     bool timer_used, waiting_timer;

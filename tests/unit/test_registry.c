@@ -1040,7 +1040,8 @@ typedef struct big_run {
     char *path, *partial;
 } big_run_t;
 
-static bool big_fetch(big_run_t *r, const char *name, const char *const *extra)
+static bool big_fetch_sized(big_run_t *r, const char *name, const char *const *extra,
+                            int64_t size)
 {
     memset(r, 0, sizeof(*r));
     char *what = hero_xasprintf("regfix serve (%s) starts", name);
@@ -1052,13 +1053,18 @@ static bool big_fetch(big_run_t *r, const char *name, const char *const *extra)
     char *ref = hero_xasprintf("%s/test/img", r->f.host);
     r->path = path_in("%s-blob", name);
     r->partial = hero_xasprintf("%s.partial", r->path);
-    r->b = fetch(reg, ref, L.big, (int64_t)L.big_size, r->path);
+    r->b = fetch(reg, ref, L.big, size, r->path);
     hero_registry_stats(reg, &r->s);
     if (r->b.msg)
         printf("#   %s\n", r->b.msg);
     free(ref);
     close_client(reg);
     return true;
+}
+
+static bool big_fetch(big_run_t *r, const char *name, const char *const *extra)
+{
+    return big_fetch_sized(r, name, extra, (int64_t)L.big_size);
 }
 
 static bool big_whole(const big_run_t *r)
@@ -1110,6 +1116,40 @@ static void test_double_drop_pieces(void)
                "resumed in pieces: each next piece asked for where the last one ended, "
                "without a backoff (one retry: the drop)");
         TAP_OK(r.s.blob_bytes == L.big_size, "resumed in pieces: no byte fetched twice");
+    }
+    big_end(&r);
+    free(drop);
+}
+
+/* the manifest says the blob is larger than what the registry has: its pieces end at
+ * the registry's end, which is no reason to ask for more (a 416): the size mismatch */
+static void test_double_pieces_short_blob(void)
+{
+    big_run_t r;
+    char *drop = hero_xasprintf("%s=300000", L.big);
+    const char *extra[] = {"--drop", drop, "--piece", "200000", NULL};
+    if (big_fetch_sized(&r, "pieces-short", extra, (int64_t)L.big_size + 4096)) {
+        TAP_OK(r.b.msg && strstr(r.b.msg, "size mismatch") && !strstr(r.b.msg, "416") &&
+                   count_lines(r.f.log, "range=bytes=1048576- ") == 0 && !exists(r.path) &&
+                   !exists(r.partial),
+               "pieces of a blob shorter than the manifest says: a size mismatch, not a 416");
+    }
+    big_end(&r);
+    free(drop);
+}
+
+/* dropped midway (progress: the attempts start again), then every resume answered
+ * 503: the error counts every attempt, the first one included */
+static void test_double_drop_then_503(void)
+{
+    big_run_t r;
+    char *drop = hero_xasprintf("%s=300000", L.big);
+    const char *extra[] = {"--drop", drop, "--fail-ranges", NULL};
+    if (big_fetch(&r, "drop-503", extra)) {
+        TAP_OK(r.b.calls == 1 && r.b.msg && strstr(r.b.msg, "HTTP 503") &&
+                   strstr(r.b.msg, "after 4 attempts") && r.s.blob_gets == 4 &&
+                   !exists(r.path) && !exists(r.partial),
+               "dropped, then 503 three times: \"after 4 attempts\", nothing left behind");
     }
     big_end(&r);
     free(drop);
@@ -2131,7 +2171,9 @@ int main(void)
         test_double_wrong_bytes();
         test_double_drop();
         test_double_cut();
-    test_double_drop_pieces();
+        test_double_drop_pieces();
+        test_double_drop_then_503();
+        test_double_pieces_short_blob();
         test_double_drop_stale_token();
         test_double_concurrency();
         test_double_wait_frees_slot();
