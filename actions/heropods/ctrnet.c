@@ -60,6 +60,12 @@ bool hero_pods_net_same(const hero_pods_net_t *a, const hero_pods_net_t *b)
            a->prefix_len == b->prefix_len && a->gateway == b->gateway;
 }
 
+char *hero_pods_net_owner_key(const hero_pods_instance_t *in)
+{
+    return hero_xasprintf(HERO_NET_OWNER_PREFIX "store %s instance '%s'",
+                          hero_store_uid(in->store), in->name);
+}
+
 int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t *err)
 {
     if (in->net_ready && !again)
@@ -73,8 +79,7 @@ int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t
                               .nat = in->net.nat};
     /* who owns the bridge: this store (its uid, whatever path it was opened by) and
      * the instance; the base dir after them is for people reading `ip -d link` */
-    char *key = hero_xasprintf(HERO_NET_OWNER_PREFIX "store %s instance '%s'",
-                               hero_store_uid(in->store), in->name);
+    char *key = hero_pods_net_owner_key(in);
     char *text = hero_xasprintf("%s of %s", key, in->base_dir);
     int rc = hero_net_bridge_ensure(in->net.bridge, in->net.gateway, in->net.prefix_len, key,
                                     text, err);

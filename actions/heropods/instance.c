@@ -244,15 +244,21 @@ static int old_network_down(configure_op_t *op, bool reset, hero_error_t *err)
     return rc;
 }
 
-/* The new subnet against the host's addresses, before anything is torn down or saved:
- * the instance's own bridges, old (which goes first) and new, are no clash. */
-static int subnet_check(const configure_op_t *op, hero_error_t *err)
+/* The new network against the host, before anything is torn down or saved: its bridge
+ * name must not be another instance's bridge (or no bridge), and its subnet must not
+ * overlap an address of the host's (the instance's own bridges, old, which goes first,
+ * and new, are no clash). */
+static int network_check(const configure_op_t *op, hero_error_t *err)
 {
     hero_pods_net_t old = {0}, new_ = {0};
     if (op->old_settings)
         hero_pods_net_from_settings(&old, op->old_settings);
     hero_pods_net_from_settings(&new_, op->settings);
-    int rc = hero_net_subnet_check(new_.gateway, new_.prefix_len, new_.bridge, old.bridge, err);
+    char *key = hero_pods_net_owner_key(op->in);
+    int rc = hero_net_bridge_check(new_.bridge, key, err);
+    free(key);
+    if (rc == 0)
+        rc = hero_net_subnet_check(new_.gateway, new_.prefix_len, new_.bridge, old.bridge, err);
     hero_pods_net_clear(&old);
     hero_pods_net_clear(&new_);
     if (rc < 0)
@@ -343,7 +349,7 @@ int hero_heropods_configure_start(hero_task_t *t, hero_error_t *err)
     if (rc == 0 && hero_store_instance_get(st, name, &op->old_settings, err) < 0)
         rc = -1;
     if (rc == 0)
-        rc = subnet_check(op, err);
+        rc = network_check(op, err);
     if (rc == 0 && hero_arg_bool(a, "reset")) {
         json_decref(settings);
         reset_step(op);

@@ -480,6 +480,22 @@ static bool alias_is(const char *alias, const char *owner_key)
     return !strncmp(alias, owner_key, n) && (alias[n] == 0 || alias[n] == ' ');
 }
 
+/* The error for a bridge another hero instance owns; 0 when it is ours, or the
+ * user's own bridge with an alias of theirs, or has no alias yet. */
+static int owner_refusal(const char *name, const link_info_t *li, const char *owner_key,
+                         hero_error_t *err)
+{
+    if (!strncmp(li->alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
+        !alias_is(li->alias, owner_key)) {
+        return hero_error_set_plain(err, EBUSY,
+                                    "bridge %s belongs to another hero instance (%s): give "
+                                    "this one another bridge_name (or, if that instance is "
+                                    "gone, remove the bridge: ip link del %s)",
+                                    name, li->alias + strlen(HERO_NET_OWNER_PREFIX), name);
+    }
+    return 0;
+}
+
 /* The ownership part of hero_net_bridge_ensure (see net.h), on the bridge li is. */
 static int bridge_claim(nl_t *nl, const char *name, link_info_t *li, const char *owner_key,
                         const char *owner_text, hero_error_t *err)
@@ -502,15 +518,7 @@ static int bridge_claim(nl_t *nl, const char *name, link_info_t *li, const char 
         if (r < 0)
             return nl_fail(err, nl, -r, "cannot look up bridge %s", name);
     }
-    if (!strncmp(li->alias, HERO_NET_OWNER_PREFIX, strlen(HERO_NET_OWNER_PREFIX)) &&
-        !alias_is(li->alias, owner_key)) {
-        return hero_error_set_plain(err, EBUSY,
-                                    "bridge %s belongs to another hero instance (%s): give "
-                                    "this one another bridge_name (or, if that instance is "
-                                    "gone, remove the bridge: ip link del %s)",
-                                    name, li->alias + strlen(HERO_NET_OWNER_PREFIX), name);
-    }
-    return 0; /* ours, or the user's own bridge with an alias of theirs */
+    return owner_refusal(name, li, owner_key, err);
 }
 
 int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
@@ -577,6 +585,28 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
     }
     rc = 0;
 out:
+    nl_close(&nl);
+    return rc;
+}
+
+int hero_net_bridge_check(const char *name, const char *owner_key, hero_error_t *err)
+{
+    if (check_ifname(name, "bridge", err) < 0)
+        return -1;
+    nl_t nl;
+    if (nl_open(&nl, err) < 0)
+        return -1;
+    link_info_t li;
+    int rc = 0, r = link_get(&nl, name, &li);
+    if (r == -ENODEV)
+        rc = 0;
+    else if (r < 0)
+        rc = nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
+    else if (strcmp(li.kind, "bridge") != 0)
+        rc = hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists "
+                                    "and is a %s, not a bridge", name, kind_name(&li));
+    else
+        rc = owner_refusal(name, &li, owner_key, err);
     nl_close(&nl);
     return rc;
 }

@@ -43,6 +43,11 @@
 int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
                            const char *owner_key, const char *owner_text, hero_error_t *err);
 
+/* The checks of hero_net_bridge_ensure on an existing link `name`, on their own, before
+ * anything changes: a link that is no bridge, or a bridge another instance owns, is
+ * the same error; a missing link is fine. */
+int hero_net_bridge_check(const char *name, const char *owner_key, hero_error_t *err);
+
 /* The overlap check of hero_net_bridge_ensure on its own, before anything changes:
  * whether gateway/prefix_len's subnet overlaps an IPv4 address on a link of the host
  * other than skip0 and skip1 (names; NULL or a missing link: nothing skipped). */

@@ -103,6 +103,8 @@ void hero_pods_net_from_settings(hero_pods_net_t *n, const char *settings);
 void hero_pods_net_clear(hero_pods_net_t *n);
 /* Same bridge, subnet and gateway (nat may differ: re-applying the rules fixes it). */
 bool hero_pods_net_same(const hero_pods_net_t *a, const hero_pods_net_t *b);
+/* Who owns the instance's bridge, as its alias starts (see net.h); caller frees. */
+char *hero_pods_net_owner_key(const hero_pods_instance_t *in);
 /* The bridge with its gateway, IPv4 forwarding and the nftables table: once per
  * process, or again when `again` (configure re-applies every time). */
 int hero_pods_net_instance_up(hero_pods_instance_t *in, bool again, hero_error_t *err);

@@ -59,11 +59,12 @@ teardown() {
   ip link del "$BR" 2> /dev/null || true
   ip link del hout$N 2> /dev/null || true
   ip link del "hd$N" 2> /dev/null || true
-  local br2="ho${N}b$$"
+  local br2="ho${N}b$$" own="hw${N}b$$"
   ip link del "${br2:0:15}" 2> /dev/null || true
+  ip link del "${own:0:15}" 2> /dev/null || true
   local t
   for t in $(nft list tables 2> /dev/null | awk '$3 ~ /^hero_/ { print $3 }'); do
-    case $t in *_"$BR" | *_"${br2:0:15}") nft delete table ip "$t" 2> /dev/null || true ;; esac
+    case $t in *_"$BR" | *_"${br2:0:15}" | *_"${own:0:15}") nft delete table ip "$t" 2> /dev/null || true ;; esac
   done
   nft delete table ip filter 2> /dev/null || true
 }
@@ -347,6 +348,19 @@ EOF
   # refused before anything of it went onto the bridge: not its gateway address
   fails grep -q " ${osub%.0/24}.1/" <(ip -4 -o addr show dev "$BR")
   grep -q " ${SUBNET%.0/24}.1/" <(ip -4 -o addr show dev "$BR")
+  # an instance with a bridge of its own, moved onto the owned one: refused before its
+  # own bridge goes, its settings as they were
+  local own="hw${N}b$$"
+  own=${own:0:15}
+  printf '%s\n' "!!heropods.configure name:'other$N' base_dir:'$other' bridge_name:'$own' subnet:'$osub' dns_servers:['127.0.0.1']" \
+    > "$BASE/own.hs"
+  hero_run own
+  [ "$status" -eq 0 ]
+  hero_run other
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"bridge $BR belongs to another hero instance"* ]]
+  grep -q " ${osub%.0/24}.1/" <(ip -4 -o addr show dev "$own")
+  [[ "$(sqlite3 "$other/hero.db" "SELECT settings FROM instances WHERE name = 'other$N'")" == *"\"$own\""* ]]
   # the owner's configure still works, its reset too (the bridge is made again, its)
   hero_run conf
   [ "$status" -eq 0 ]
