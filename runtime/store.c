@@ -63,6 +63,11 @@ static const char *const migrations[] = {
     "CREATE TABLE overlay_leases("
     "  subnet TEXT NOT NULL, host INTEGER NOT NULL, container_id INTEGER NOT NULL UNIQUE,"
     "  PRIMARY KEY(subnet, host));",
+    /* 5: the image a container was made from (its layer stack and config), so that a
+     * later pull or import under the same name neither changes the container's root
+     * nor lets garbage collection take its layers */
+    "ALTER TABLE containers ADD COLUMN image_rootfs TEXT;"
+    "ALTER TABLE containers ADD COLUMN image_config TEXT;",
 };
 
 static int db_error(hero_store_t *s, hero_error_t *err, const char *what)
@@ -478,7 +483,7 @@ int hero_store_instance_delete(hero_store_t *s, const char *name, hero_error_t *
 /* ---- containers ---- */
 #define CONTAINER_COLS                                                                      \
     "id, instance, name, image, spec, spec_hash, state, pid, exit_code, exit_signal, "     \
-    "created, started, finished"
+    "created, started, finished, image_rootfs, image_config"
 
 static void read_container(sqlite3_stmt *st, hero_container_rec_t *r)
 {
@@ -495,6 +500,8 @@ static void read_container(sqlite3_stmt *st, hero_container_rec_t *r)
     r->created = sqlite3_column_int64(st, 10);
     r->started = sqlite3_column_int64(st, 11);
     r->finished = sqlite3_column_int64(st, 12);
+    r->image_rootfs = col_str(st, 13);
+    r->image_config = col_str(st, 14);
 }
 
 void hero_container_rec_free(hero_container_rec_t *r)
@@ -507,6 +514,8 @@ void hero_container_rec_free(hero_container_rec_t *r)
     free(r->spec);
     free(r->spec_hash);
     free(r->state);
+    free(r->image_rootfs);
+    free(r->image_config);
     memset(r, 0, sizeof(*r));
 }
 
@@ -548,7 +557,8 @@ int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_e
 {
     sqlite3_stmt *st = prep(s,
                             "INSERT INTO containers(instance, name, image, spec, spec_hash, "
-                            "state, created) VALUES(?,?,?,?,?,?,?)",
+                            "state, created, image_rootfs, image_config) "
+                            "VALUES(?,?,?,?,?,?,?,?,?)",
                             err);
     if (!st)
         return -1;
@@ -560,6 +570,8 @@ int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_e
     bind_str(st, 5, r->spec_hash);
     bind_str(st, 6, r->state ? r->state : "created");
     sqlite3_bind_int64(st, 7, r->created);
+    bind_str(st, 8, r->image_rootfs);
+    bind_str(st, 9, r->image_config);
     if (run_done(s, st, "saving a container", err) < 0)
         return -1;
     r->id = sqlite3_last_insert_rowid(s->db);

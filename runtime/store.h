@@ -72,6 +72,9 @@ typedef struct hero_container_rec {
     int64_t exit_code;       /* -1: none recorded */
     int64_t exit_signal;     /* 0: none */
     int64_t created, started, finished;   /* unix seconds; 0: never */
+    /* the image as the container was made from it: its root (a layer stack) and its
+     * config, JSON; NULL for containers made before the store recorded them */
+    char *image_rootfs, *image_config;
 } hero_container_rec_t;
 
 void hero_container_rec_free(hero_container_rec_t *r);

@@ -303,6 +303,18 @@ static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
 static void new_torn_down(int rc, hero_error_t *err, void *data);
 static void new_create(op_t *op);
 
+/* Whether a container's pinned image (rootfs, config JSON) is img; a container made
+ * before images were pinned (NULL) is taken to be on it. */
+static bool pinned_is(const char *rootfs, const char *config, const hero_image_t *img)
+{
+    if (!rootfs || !config)
+        return true;
+    char *now = json_dumps(img->config, JSON_COMPACT | JSON_SORT_KEYS);
+    bool same = !strcmp(rootfs, img->rootfs) && now && !strcmp(config, now);
+    free(now);
+    return same;
+}
+
 static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
 {
     op_t *op = data;
@@ -352,7 +364,10 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
     char *hash = hero_ctr_spec_hash(&op->spec);
     bool same = strcmp(hash, op->rec.spec_hash) == 0;
     free(hash);
-    if (same) {
+    /* the image's name may stand for another image now (pulled or imported again):
+     * that is another definition too */
+    bool image_moved = same && !pinned_is(op->rec.image_rootfs, op->rec.image_config, img);
+    if (same && !image_moved) {
         op_end(op, 0, NULL); /* the same definition again: nothing to do */
         return;
     }
@@ -365,6 +380,10 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
             hero_ctr_spec_free(&old);
         }
         json_decref(j);
+        if (image_moved) {
+            free(diff);
+            diff = hero_xasprintf("image '%s' stands for another image now", op->spec.image);
+        }
         hero_error_set(&e, 0,
                        "container '%s' exists with another definition (%s): use reset:true to "
                        "replace it, or delete it first",
@@ -403,6 +422,10 @@ static void new_create(op_t *op)
     r.spec = spec;
     r.spec_hash = hero_ctr_spec_hash(&op->spec);
     r.state = "created";
+    /* pinned: a later pull or import of the name moves neither this container's root
+     * nor its entrypoint, and garbage collection keeps its layers */
+    r.image_rootfs = op->img->rootfs;
+    r.image_config = json_dumps(op->img->config, JSON_COMPACT | JSON_SORT_KEYS);
     /* the row and its directories commit together: a crash leaves neither or both
      * (and the directories are recorded, so teardown finds them) */
     int rc = hero_store_begin(op->in->store, &e);
@@ -422,6 +445,7 @@ static void new_create(op_t *op)
     }
     free(spec);
     free(r.spec_hash);
+    free(r.image_config);
     op_end(op, rc, &e);
 }
 
@@ -566,7 +590,12 @@ int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
         op_end(op, 0, NULL);
         return 0;
     }
-    hero_image_resolve(t->loop, op->in->store, op->spec.image, start_have_image, op);
+    hero_image_t *pinned =
+        hero_image_pinned(op->spec.image, op->rec.image_rootfs, op->rec.image_config);
+    if (pinned)
+        start_have_image(pinned, NULL, op);
+    else
+        hero_image_resolve(t->loop, op->in->store, op->spec.image, start_have_image, op);
     return 0;
 }
 

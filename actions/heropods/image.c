@@ -49,6 +49,27 @@ void hero_image_free(hero_image_t *img)
     free(img);
 }
 
+hero_image_t *hero_image_pinned(const char *name, const char *rootfs, const char *config)
+{
+    if (!name || !rootfs || !*rootfs || !config)
+        return NULL;
+    char **dirs = hero_image_layer_dirs(rootfs);
+    bool there = true;
+    for (char **d = dirs; *d && there; d++)
+        there = access(*d, F_OK) == 0;
+    hero_strv_free(dirs);
+    json_t *cfg = there ? json_loads(config, 0, NULL) : NULL;
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        return NULL;
+    }
+    hero_image_t *img = hero_xcalloc(1, sizeof(*img));
+    img->name = hero_xstrdup(name);
+    img->rootfs = hero_xstrdup(rootfs);
+    img->config = cfg;
+    return img;
+}
+
 const char *hero_image_busybox_path(void)
 {
     const char *p = getenv("HERO_BUSYBOX");

@@ -22,6 +22,11 @@ typedef struct hero_image {
 
 void hero_image_free(hero_image_t *img);
 
+/* The image a container was made from, as its record keeps it (rootfs, config JSON),
+ * named `name`; NULL when either is NULL or unreadable, or a directory of the rootfs
+ * is gone: the name is then resolved again. */
+hero_image_t *hero_image_pinned(const char *name, const char *rootfs, const char *config);
+
 /* Called once with the image (the callee owns it) or an error. */
 typedef void (*hero_image_cb)(hero_image_t *img, hero_error_t *err, void *data);
 

@@ -520,26 +520,44 @@ static int sweep(const char *dir, json_t *keep, hero_error_t *err)
     return rc;
 }
 
+/* Adds the layer dirs (under `layers`) of a rootfs to keep. */
+static void keep_rootfs(const char *layers, const char *rootfs, json_t *keep)
+{
+    size_t ll = strlen(layers);
+    char **dirs = hero_image_layer_dirs(rootfs);
+    for (char **l = dirs; *l; l++)
+        if (!strncmp(*l, layers, ll) && (*l)[ll] == '/')
+            json_object_set_new(keep, *l + ll + 1, json_true());
+    hero_strv_free(dirs);
+}
+
 int hero_image_gc(hero_store_t *st, hero_error_t *err)
 {
     hero_image_rec_t *v = NULL;
     size_t n = 0;
+    hero_container_rec_t *c = NULL;
+    size_t nc = 0;
     if (hero_store_image_list(st, &v, &n, err) < 0)
         return -1;
+    if (hero_store_container_list(st, NULL, &c, &nc, err) < 0) {
+        hero_image_recs_free(v, n);
+        return -1;
+    }
     const char *base = hero_store_base_dir(st);
     char *blobs = hero_xasprintf("%s/images/blobs/sha256", base);
     char *layers = hero_xasprintf("%s/images/layers", base);
     json_t *keep_blobs = json_object(), *keep_layers = json_object();
-    size_t ll = strlen(layers);
     for (size_t i = 0; i < n; i++) {
         keep_manifest(blobs, v[i].digest, keep_blobs);
-        char **dirs = hero_image_layer_dirs(v[i].rootfs);
-        for (char **l = dirs; *l; l++)
-            if (!strncmp(*l, layers, ll) && (*l)[ll] == '/')
-                json_object_set_new(keep_layers, *l + ll + 1, json_true());
-        hero_strv_free(dirs);
+        keep_rootfs(layers, v[i].rootfs, keep_layers);
     }
+    /* a container keeps the layers it was made from, whatever its image's name now
+     * stands for (pulled again, imported again) */
+    for (size_t i = 0; i < nc; i++)
+        if (c[i].image_rootfs)
+            keep_rootfs(layers, c[i].image_rootfs, keep_layers);
     hero_image_recs_free(v, n);
+    hero_container_recs_free(c, nc);
     int rc = sweep(layers, keep_layers, err);
     if (rc == 0)
         rc = sweep(blobs, keep_blobs, err);

@@ -1160,6 +1160,65 @@ EOF
   [ "$output" = moved ]
 }
 
+@test "a container keeps the image it was made from: a pull of its name moves neither its root nor its layers" {
+  local L=$FILE_TMP/oci own
+  image_push "$L:sa" "$REG/test/pinned:latest"
+  CTRS="keep"
+  pb mk <<EOF
+!!heropods.image_pull name:'pin' ref:'$REG/test/pinned:latest'
+!!heropods.container_new name:'keep' image:'pin'
+EOF
+  hero_run mk
+  [ "$status" -eq 0 ]
+  own=$(image_diff_ids test/sa:latest | tail -n 1) # the /sa layer, sa's own
+  # the tag moves to bb, and the name follows it: no image has the /sa layer now
+  image_push "$L:bb" "$REG/test/pinned:latest"
+  pb p <<EOF
+!!heropods.image_pull name:'pin' ref:'$REG/test/pinned:latest'
+EOF
+  hero_run p
+  [ "$status" -eq 0 ]
+  # garbage collection (an image_delete of another image) keeps the container's layers
+  pb gc <<EOF
+!!heropods.image_pull name:'other' ref:'$REG/test/sb:latest'
+!!heropods.image_delete name:'other'
+EOF
+  hero_run gc
+  [ "$status" -eq 0 ]
+  [ -d "$(layer_dir "$own")" ]
+  # and it starts on the image it was made from
+  pb run <<'EOF'
+!!heropods.container_start name:'keep' keep_alive:true
+!!heropods.container_exec name:'keep' cmd:'test -f /sa/data && echo as-made'
+!!heropods.container_stop name:'keep'
+EOF
+  hero_run run
+  [ "$status" -eq 0 ]
+  [ "$output" = as-made ]
+  # its definition again: the name stands for another image, which is another definition
+  pb again <<'EOF'
+!!heropods.container_new name:'keep' image:'pin'
+EOF
+  hero_run again
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"container 'keep' exists with another definition (image 'pin' stands for another image now): use reset:true"* ]]
+  # reset:true makes it again, on the image the name stands for now
+  pb reset <<'EOF'
+!!heropods.container_new name:'keep' image:'pin' reset:true
+!!heropods.container_start name:'keep' keep_alive:true
+!!heropods.container_exec name:'keep' cmd:'test -e /sa || echo moved'
+!!heropods.container_delete name:'keep'
+EOF
+  hero_run reset
+  [ "$status" -eq 0 ]
+  [ "$output" = moved ]
+  CTRS=""
+  # no container holds the /sa layer now: the next collection takes it
+  hero_run gc
+  [ "$status" -eq 0 ]
+  [ ! -e "$(layer_dir "$own")" ]
+}
+
 # ---------------------------------------------------------------- image forms
 
 @test "custom image and the named images come through a registries: mirror of docker.io" {

@@ -32,6 +32,8 @@ static void containers(hero_store_t *s)
     r.image = "embedded";
     r.spec = "{\"name\":\"web\"}";
     r.spec_hash = "abc";
+    r.image_rootfs = "/b/images/layers/aa:/b/images/layers/bb";
+    r.image_config = "{\"Cmd\":[\"/bin/sh\"]}";
     TAP_OK(hero_store_container_insert(s, &r, &e) == 0 && r.id > 0, "insert a container");
     int64_t id = r.id;
     hero_container_rec_t dup = r;
@@ -42,6 +44,9 @@ static void containers(hero_store_t *s)
     TAP_OK(hero_store_container_get(s, "lab", "web", &got, &e) == 0 && got.id == id &&
                !strcmp(got.state, "created") && got.exit_code == -1 && got.created > 0,
            "read it back by name");
+    TAP_OK(got.image_rootfs && !strcmp(got.image_rootfs, r.image_rootfs) && got.image_config &&
+               !strcmp(got.image_config, r.image_config),
+           "the image it was made from is kept with it (rootfs, config)");
     hero_container_rec_free(&got);
     TAP_OK(hero_store_container_get(s, "lab", "nope", &got, &e) == 1, "a missing one is 1");
     TAP_OK(hero_store_container_get(s, "other", "web", &got, &e) == 1,
