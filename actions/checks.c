@@ -138,8 +138,9 @@ const char *hero_check_ipv6_prefix(const char *s, size_t n)
             return msg;
         v = v * 10 + (unsigned)(slash[1 + i] - '0');
     }
-    if (v > 128)
-        return "an IPv6 prefix length is 0 to 128";
+    /* (::/0 would route everything into the containers, and the overlay refuses it) */
+    if (v < 1 || v > 128)
+        return "an IPv6 prefix length is 1 to 128";
     return NULL;
 }
 
