@@ -273,9 +273,9 @@ static void op_finish(ov_op_t *op, const char *subnet, const char *node)
     json_decref(j);
     hero_pods_overlay_t ov;
     int rc = 0;
-    if (hero_pods_overlay_parse(text, &ov, &e) < 0 ||
-        hero_store_meta_put(op->in->store, key, text, &e) < 0 || hero_net_ipv6_forwarding(&e) < 0 ||
-        hero_nft_overlay_forward(&e) < 0)
+    /* saved last: a failure before leaves nothing of the overlay recorded */
+    if (hero_pods_overlay_parse(text, &ov, &e) < 0 || hero_net_ipv6_forwarding(&e) < 0 ||
+        hero_nft_overlay_forward(&e) < 0 || hero_store_meta_put(op->in->store, key, text, &e) < 0)
         rc = -1;
     free(key);
     free(text);
