@@ -85,13 +85,13 @@ void hero_image_podman(uv_loop_t *loop, hero_store_t *st, const char *name, cons
  * pull fails with "interrupted" (one whose image is being recorded completes). */
 void hero_image_podman_cancel_all(void);
 
-/* Removes blobs and layer dirs no stored image uses (imgops.c). The caller holds the
- * image lock exclusive. */
+/* Removes blobs and layer dirs that no stored image and no container uses (imgops.c).
+ * The caller holds the image lock exclusive. */
 int hero_image_gc(hero_store_t *st, hero_error_t *err);
 
 /* The store's image lock (imglock.c): pulls and imports hold it shared until their
- * image is recorded, container_new until its record names its image, image_delete
- * exclusive. The callback gets the lock once it is
+ * image is recorded, container_new until its record names its image, image_export
+ * while it reads the layers, image_delete exclusive. The callback gets the lock once it is
  * taken (it may run before hero_imglock_take returns), or NULL and an error. */
 typedef struct hero_imglock hero_imglock_t;
 typedef void (*hero_imglock_cb)(hero_imglock_t *lock, hero_error_t *err, void *data);

@@ -265,6 +265,9 @@ int hero_heropods_image_import_start(hero_task_t *t, hero_error_t *err)
 typedef struct export_op {
     uv_work_t work;
     hero_task_t *t;
+    hero_pods_instance_t *in;
+    char *name;
+    hero_imglock_t *lock;       /* shared: no image_delete takes the layers meanwhile */
     char **layers;              /* top first, NULL-terminated */
     char *dest, *tmp, *mnt;
     int level;
@@ -279,7 +282,8 @@ static int export_tree(export_op_t *op, struct archive *out, const char *root)
 {
     struct archive *disk = hero_ar_read_disk_new();
     hero_ar_read_disk_set_symlink_physical(disk);
-    hero_ar_read_disk_set_standard_lookup(disk);
+    /* (no user and group names: the host's would name the image's ids wrongly, and
+     * tar takes names before numbers) */
     int rc = 0;
     if (hero_ar_read_disk_open(disk, root) != ARCHIVE_OK) {
         rc = hero_error_set(&op->err, 0, "cannot read %s: %s", root, hero_ar_error_string(disk));
@@ -337,6 +341,8 @@ static int export_tree(export_op_t *op, struct archive *out, const char *root)
                                         hero_ar_error_string(out));
                     break;
                 }
+            if (n < 0 && rc == 0)
+                rc = hero_error_set(&op->err, errno, "cannot read %s", src);
             close(fd);
         }
         hero_ar_entry_free(e);
@@ -365,7 +371,7 @@ static void export_work(uv_work_t *w)
         char *opts = hero_xasprintf("lowerdir=%s", lower);
         free(lower);
         if (!mkdtemp(op->mnt) ||
-            mount("overlay", op->mnt, "overlay", MS_RDONLY, opts) < 0) {
+            mount("overlay", op->mnt, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) < 0) {
             hero_error_set(&op->err, errno, "cannot mount the image's layers at %s", op->mnt);
             free(opts);
             return;
@@ -374,6 +380,14 @@ static void export_work(uv_work_t *w)
         root = op->mnt;
     }
     int fd = mkostemp(op->tmp, O_CLOEXEC);
+    /* readable as a file written under the user's umask would be, not mkostemp's 0600 */
+    mode_t um = umask(0);
+    umask(um);
+    if (fd >= 0 && fchmod(fd, 0666 & ~um) < 0) {
+        close(fd);
+        unlink(op->tmp);
+        fd = -1;
+    }
     struct archive *out = hero_ar_write_new();
     char level[32];
     snprintf(level, sizeof(level), "compression-level=%d", op->level);
@@ -412,8 +426,10 @@ static void export_done(uv_work_t *w, int status)
     int rc = status < 0 ? -1 : op->rc;
     if (rc < 0 && !op->err.msg)
         hero_error_set(&op->err, ECANCELED, "cancelled");
+    hero_imglock_release(op->lock);
     hero_task_done(op->t, rc, rc < 0 ? &op->err : NULL);
     hero_error_clear(&op->err);
+    free(op->name);
     hero_strv_free(op->layers);
     free(op->dest);
     free(op->tmp);
@@ -421,27 +437,63 @@ static void export_done(uv_work_t *w, int status)
     free(op);
 }
 
-/* Mounts an export left (a hero killed while exporting). */
+/* Unmounts and removes the mount points exports of dead processes left (a hero killed
+ * while exporting): ".export-<pid>-XXXXXX". A live process's export is its own, however
+ * old its layers (the mount root shows the top layer's times); a point without a pid
+ * (made by an older hero) goes once it is an hour old. */
 static void clean_export_mounts(const char *images)
 {
     DIR *d = opendir(images);
     if (!d)
         return;
     struct dirent *de;
-    while ((de = readdir(d)))
-        if (!strncmp(de->d_name, ".export-", 8)) {
-            char *p = hero_xasprintf("%s/%s", images, de->d_name);
-            struct stat a, b;
-            char *parent = hero_xasprintf("%s/..", p);
-            /* only a stale one: a mount of a live export is another process's */
-            if (stat(p, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev &&
-                time(NULL) - a.st_ctime > 3600)
-                umount2(p, MNT_DETACH);
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, ".export-", 8))
+            continue;
+        const char *rest = de->d_name + 8;
+        char *end;
+        errno = 0;
+        long pid = strtol(rest, &end, 10);
+        bool has_pid = !errno && end != rest && *end == '-' && pid > 0;
+        char *p = hero_xasprintf("%s/%s", images, de->d_name);
+        struct stat a;
+        bool stale = has_pid ? pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH
+                             : lstat(p, &a) == 0 && time(NULL) - a.st_ctime > 3600;
+        if (stale) {
+            umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW);
             rmdir(p);
-            free(parent);
-            free(p);
         }
+        free(p);
+    }
     closedir(d);
+}
+
+static void export_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
+{
+    export_op_t *op = data;
+    op->lock = lock;
+    op->t->cancel = NULL;
+    if (!lock) {
+        hero_error_copy(&op->err, err);
+        export_done(&op->work, -1);
+        return;
+    }
+    hero_image_rec_t rec = {0};
+    int g = hero_store_image_get(op->in->store, op->name, &rec, &op->err);
+    if (g == 1)
+        hero_error_set(&op->err, ENOENT, "image '%s' is not in the store", op->name);
+    if (g != 0) {
+        hero_image_rec_free(&rec);
+        export_done(&op->work, -1);
+        return;
+    }
+    op->layers = hero_image_layer_dirs(rec.rootfs);
+    hero_image_rec_free(&rec);
+    char *images = hero_xasprintf("%s/images", op->in->base_dir);
+    clean_export_mounts(images);
+    op->mnt = hero_xasprintf("%s/.export-%ld-XXXXXX", images, (long)getpid());
+    free(images);
+    uv_queue_work(op->t->loop, &op->work, export_work, export_done);
 }
 
 int hero_heropods_image_export_start(hero_task_t *t, hero_error_t *err)
@@ -449,29 +501,17 @@ int hero_heropods_image_export_start(hero_task_t *t, hero_error_t *err)
     hero_pods_instance_t *in;
     if (hero_pods_instance_get(t->instance ? t->instance : "default", &in, err) < 0)
         return -1;
-    char *name = hero_arg_str(t->action, "name");
-    hero_image_rec_t rec = {0};
-    int g = hero_store_image_get(in->store, name, &rec, err);
-    if (g == 1)
-        hero_error_set(err, ENOENT, "image '%s' is not in the store", name);
-    free(name);
-    if (g != 0) {
-        hero_image_rec_free(&rec);
-        return -1;
-    }
     export_op_t *op = hero_xcalloc(1, sizeof(*op));
     op->t = t;
-    op->layers = hero_image_layer_dirs(rec.rootfs);
-    hero_image_rec_free(&rec);
+    op->in = in;
+    op->name = hero_arg_str(t->action, "name");
     op->dest = hero_arg_str(t->action, "dest_path");
     op->tmp = hero_xasprintf("%s.tmp-XXXXXX", op->dest);
-    char *images = hero_xasprintf("%s/images", in->base_dir);
-    clean_export_mounts(images);
-    op->mnt = hero_xasprintf("%s/.export-XXXXXX", images);
-    free(images);
     op->level = (int)hero_arg_int(t->action, "compress_level");
     op->work.data = op;
-    uv_queue_work(t->loop, &op->work, export_work, export_done);
+    /* (SIGINT while another hero's image_delete holds the lock: that stops the wait) */
+    t->cancel = hero_image_task_cancel;
+    hero_imglock_take(t->loop, in->store, false, export_locked, op);
     return 0;
 }
 

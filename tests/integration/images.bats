@@ -1385,14 +1385,24 @@ EOF
 }
 
 @test "image_export of a pulled image with whiteouts: the merged root, no whiteouts" {
+  # mount points of exports: one of a dead process (removed), one of a live one (kept)
+  mkdir -p "$BASE/images/.export-999999999-dead" "$BASE/images/.export-$$-live"
   pb p <<EOF
 !!heropods.image_pull name:'wh' ref:'$REG/test/wh:latest'
 !!heropods.image_export name:'wh' dest_path:'$BASE/wh.tgz'
 EOF
   hero_run p
   [ "$status" -eq 0 ]
+  [ ! -e "$BASE/images/.export-999999999-dead" ]
+  [ -d "$BASE/images/.export-$$-live" ]
+  [ -z "$(find "$BASE/images" -maxdepth 1 -name ".export-*" ! -name ".export-$$-live")" ]
+  # the file as the umask makes files, not 0600
+  [ "$(stat -c %a "$BASE/wh.tgz")" = "$(printf '%o' $(( 0666 & ~$(umask) )))" ]
   local list names
   list=$(tar -tvzf "$BASE/wh.tgz")
+  # owners by number only: the host's names are not the image's
+  grep -q ' 0/0 ' <<< "$list"
+  fails grep -q 'root/root' <<< "$list"
   names=$(tar -tzf "$BASE/wh.tgz" | sed 's,^\./,,; s,/$,,')
   grep -qx 'bin/busybox' <<< "$names"
   grep -qx 'opq/c' <<< "$names"
