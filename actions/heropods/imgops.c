@@ -820,10 +820,35 @@ static void podman_exported(hero_proc_t *p, const hero_proc_result_t *r, void *d
     char *ref = hero_xasprintf("podman:%s", op->ref);
     if (tar_image(op->loop, op->st, op->tar, op->name, ref, op->process, podman_imported, op,
                   &e) < 0) {
-        podman_end(op, &e);
+        /* through podman_finish: the container podman made goes too */
+        hero_error_copy(&op->err, &e);
         hero_error_clear(&e);
+        podman_finish(op);
     }
     free(ref);
+}
+
+/* Removes the exports of dead hero processes (".tmp-podman-<pid>-<cid>.tar", which may
+ * be as large as the image) from dir. */
+static void clean_podman_tars(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, ".tmp-podman-", 12))
+            continue;
+        char *end;
+        errno = 0;
+        long pid = strtol(n + 12, &end, 10);
+        if (errno || end == n + 12 || *end != '-' || pid <= 0 || pid == getpid() ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
 }
 
 static void podman_created(hero_proc_t *p, const hero_proc_result_t *r, void *data)
@@ -835,6 +860,7 @@ static void podman_created(hero_proc_t *p, const hero_proc_result_t *r, void *da
     if (!podman_step_ok(op, "create", r))
         return;
     char *dir = hero_xasprintf("%s/images", hero_store_base_dir(op->st));
+    clean_podman_tars(dir);
     op->tar = hero_xasprintf("%s/.tmp-podman-%d-%s.tar", dir, (int)getpid(), op->cid);
     free(dir);
     const char *argv[] = {"podman", "export", "--output", op->tar, op->cid, NULL};

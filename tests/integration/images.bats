@@ -1296,6 +1296,10 @@ podman_private() {
   podman_private
   set_hdr use_podman:true
   CTRS="pbb pwh"
+  # exports a hero killed mid-pull left: a dead process's goes, a live one's stays
+  mkdir -p "$BASE/images"
+  : > "$BASE/images/.tmp-podman-999999999-dead.tar"
+  : > "$BASE/images/.tmp-podman-$$-live.tar"
   local m
   m=$(log_mark)
   pb p <<EOF
@@ -1318,6 +1322,8 @@ EOF
   fails grep -q '"hero/' <(log_since "$m")
   # in the storage given through CONTAINERS_STORAGE_CONF
   [ -d "$PODMAN_DIR/root/overlay" ]
+  [ ! -e "$BASE/images/.tmp-podman-999999999-dead.tar" ]
+  [ -e "$BASE/images/.tmp-podman-$$-live.tar" ]
 }
 
 @test "one interrupt stops a pull through podman: podman is stopped, nothing is recorded or left" {
