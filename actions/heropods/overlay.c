@@ -279,6 +279,40 @@ static void on_stop_poll(uv_timer_t *t)
     }
 }
 
+/* Another instance of the store whose overlay uses the daemon at `api` (it found it
+ * answering, so it recorded no daemon of its own): the daemon is handed to it, and
+ * true; it is not stopped under that instance's containers. */
+static bool daemon_handed_on(reset_op_t *op, const char *api, json_t *daemon)
+{
+    char **keys = NULL, **values = NULL;
+    size_t n = 0;
+    if (!api || hero_store_meta_list(op->in->store, "overlay.", &keys, &values, &n, NULL) < 0)
+        return false;
+    char *own = hero_pods_overlay_key(op->in->name, false);
+    bool handed = false;
+    for (size_t i = 0; i < n && !handed; i++) {
+        if (!strcmp(keys[i], own))
+            continue;
+        json_t *o = json_loads(values[i], 0, NULL);
+        const char *a = json_string_value(json_object_get(o, "api"));
+        if (a && !strcmp(a, api) && !json_object_get(o, "daemon")) {
+            json_object_set(o, "daemon", daemon);
+            char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+            handed = text && hero_store_meta_put(op->in->store, keys[i], text, NULL) == 0;
+            free(text);
+        }
+        json_decref(o);
+    }
+    free(own);
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        free(values[i]);
+    }
+    free(keys);
+    free(values);
+    return handed;
+}
+
 static void reset_note(reset_op_t *op)
 {
     if (op->next == 2) {
@@ -306,8 +340,11 @@ static void reset_note(reset_op_t *op)
     json_t *d = op->next == 0 ? json_object_get(j, "daemon") : j;
     op->pid = d ? (int)json_integer_value(json_object_get(d, "pid")) : 0;
     op->start = d ? json_integer_value(json_object_get(d, "start")) : -1;
+    bool alive = daemon_alive(op);
+    bool handed = alive && op->next == 0 &&
+                  daemon_handed_on(op, json_string_value(json_object_get(j, "api")), d);
     json_decref(j);
-    if (!daemon_alive(op)) {
+    if (!alive || handed) {
         reset_note_done(op);
         return;
     }

@@ -349,6 +349,40 @@ EOF
   [[ "$output" == *"no instance has an overlay"* ]]
 }
 
+@test "mycelium (double): a reset leaves the daemon to another instance of the store that uses it" {
+  host A
+  head -c 32 /dev/urandom > "$T/key-A"
+  HOST_NOW=A
+  mycelium_line "tcp://[fd00::99]:9651" | pb A up
+  hrun A up
+  [ "$status" -eq 0 ]
+  pid=$(daemon_pid A)
+  [ -n "$pid" ] && kill -0 "$pid"
+  # a second instance in the same base dir finds that daemon answering, and uses it
+  local second="!!heropods.configure name:'ov${N}A2' base_dir:'$T/A' bridge_name:'ho${N}brA2' subnet:'10.$((170 + N)).9.0/24' dns_servers:['127.0.0.1']"
+  { echo "$second"; mycelium_line "tcp://[fd00::99]:9651"; } > "$T/A-up2.hs"
+  run in_host A "$HERO" run "$T/A-up2.hs"
+  [ "$status" -eq 0 ]
+  # the first one's reset: the daemon goes on, now recorded with the second one
+  hdr A reset:true > "$T/A-reset.hs"
+  run in_host A "$HERO" run "$T/A-reset.hs"
+  [ "$status" -eq 0 ]
+  sleep 0.2
+  # running, not a zombie that the reset's SIGTERM left to be reaped
+  local state
+  state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ]
+  [ "$(sqlite3 "$T/A/hero.db" "SELECT json_extract(value, '\$.daemon.pid') FROM meta WHERE key='overlay.ov${N}A2'")" = "$pid" ]
+  # the second one's reset stops it
+  echo "$second reset:true" > "$T/A-reset2.hs"
+  run in_host A "$HERO" run "$T/A-reset2.hs"
+  [ "$status" -eq 0 ]
+  for i in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+  run kill -0 "$pid"
+  [ "$status" -ne 0 ]
+  in_host A ip link del "ho${N}brA2" 2> /dev/null || true
+}
+
 @test "mycelium (double): reset kills a daemon that ignores SIGTERM, after 3 s" {
   host A
   head -c 32 /dev/urandom > "$T/key-A"
