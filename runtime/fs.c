@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +93,18 @@ int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_er
     return rc;
 }
 
+/* Whether a temporary name "<prefix><pid>-..." names a process that runs (or may: one
+ * of another user). A name without a pid: false. */
+static bool maker_runs(const char *rest)
+{
+    char *end;
+    errno = 0;
+    long pid = strtol(rest, &end, 10);
+    if (errno || end == rest || *end != '-' || pid <= 0 || pid > INT32_MAX)
+        return false;
+    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
 void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
 {
     DIR *d = opendir(dir);
@@ -100,7 +115,7 @@ void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
     struct dirent *de;
     while ((de = readdir(d))) {
         struct stat sb;
-        if (strncmp(de->d_name, prefix, pl) ||
+        if (strncmp(de->d_name, prefix, pl) || maker_runs(de->d_name + pl) ||
             fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
             now - sb.st_ctime < max_age_s)
             continue;

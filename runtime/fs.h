@@ -29,7 +29,10 @@ int hero_fs_write_file(const char *path, const char *text, size_t len, hero_erro
 int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err);
 
 /* Best effort: removes the entries of dir whose names start with prefix and that were
- * last changed more than max_age_s seconds ago (what a killed process left). */
+ * last changed more than max_age_s seconds ago (what a killed process left). An entry
+ * named "<prefix><pid>-..." whose process still runs is kept, however old: a long
+ * extraction changes its top directory's times rarely. (The age still counts for the
+ * rest, as a process of another pid namespace looks gone.) */
 void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s);
 
 /* A path with its leading "~" (the home directory: $HOME, else the passwd entry)

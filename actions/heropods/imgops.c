@@ -78,7 +78,7 @@ static void tar_image_work(uv_work_t *w)
 {
     tar_image_t *ti = w->data;
     ti->rc = -1;
-    char *tmpl = hero_xasprintf("%s/.tmp-import-XXXXXX", ti->layers);
+    char *tmpl = hero_xasprintf("%s/.tmp-%ld-import-XXXXXX", ti->layers, (long)getpid());
     if (!mkdtemp(tmpl)) {
         hero_error_set(&ti->err, errno, "cannot make a directory in %s", ti->layers);
         free(tmpl);

@@ -396,7 +396,7 @@ static void apply_work(uv_work_t *w)
     }
     j->rc = -1;
     /* (a stream may run before the config names the diff_id: it goes by the blob) */
-    char *tmpl = hero_xasprintf("%s/.tmp-%.12s-XXXXXX", j->p->layers,
+    char *tmpl = hero_xasprintf("%s/.tmp-%ld-%.12s-XXXXXX", j->p->layers, (long)getpid(),
                                 hex_of(j->feed ? j->digest : j->diff_id));
     if (!mkdtemp(tmpl)) {
         hero_error_set(&j->err, errno, "cannot make a directory in %s", j->p->layers);

@@ -469,6 +469,34 @@ static void at_dirfd(void)
     free(tree);
 }
 
+/* hero_fs_remove_stale: a temporary name whose maker runs stays, whatever its age */
+static void stale(void)
+{
+    char *dir = P("%s", "stale");
+    mk(dir);
+    char live[64];
+    snprintf(live, sizeof(live), "stale/.tmp-%ld-live", (long)getpid());
+    char *a = P("%s", live), *b = P("%s", "stale/.tmp-999999999-dead"),
+         *c = P("%s", "stale/.tmp-nopid"), *d = P("%s", "stale/other");
+    mk(a);
+    touch(b); /* (a file: entries of any kind) */
+    mk(c);
+    mk(d);
+    hero_fs_remove_stale(dir, ".tmp-", 0);
+    TAP_OK(exists(a), "remove_stale keeps what a running process is making");
+    TAP_OK(!exists(b) && !exists(c), "remove_stale removes a dead process's, and a name without a pid");
+    TAP_OK(exists(d), "remove_stale leaves other names alone");
+    mk(c);
+    hero_fs_remove_stale(dir, ".tmp-", 3600);
+    TAP_OK(exists(c), "remove_stale keeps what is younger than the age given");
+    hero_fs_rmtree(dir, NULL);
+    free(dir);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+
 int main(void)
 {
     if (!mkdtemp(base)) {
@@ -482,6 +510,7 @@ int main(void)
     slashes();
     at_dirfd();
     mounts();
+    stale();
     hero_fs_rmtree(base, NULL);
     return tap_done();
 }
