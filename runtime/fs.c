@@ -105,6 +105,20 @@ static bool maker_runs(const char *rest)
     return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
 }
 
+mode_t hero_fs_umask(void)
+{
+    /* read, not set: umask() would change it for every thread meanwhile */
+    FILE *f = fopen("/proc/self/status", "re");
+    unsigned m = 022;
+    char line[256];
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Umask: %o", &m) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (mode_t)(m & 0777);
+}
+
 void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
 {
     DIR *d = opendir(dir);

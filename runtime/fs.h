@@ -28,6 +28,9 @@ int hero_fs_write_file(const char *path, const char *text, size_t len, hero_erro
 /* Writes a whole file atomically: a temporary file beside it, fsync, rename. */
 int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err);
 
+/* The process's umask, read without changing it (022 if it cannot be read). */
+mode_t hero_fs_umask(void);
+
 /* Best effort: removes the entries of dir whose names start with prefix and that were
  * last changed more than max_age_s seconds ago (what a killed process left). An entry
  * named "<prefix><pid>-..." whose process still runs is kept, however old: a long

@@ -579,6 +579,21 @@ int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_e
     return 0;
 }
 
+int hero_store_container_pin(hero_store_t *s, int64_t id, const char *image_rootfs,
+                             const char *image_config, hero_error_t *err)
+{
+    sqlite3_stmt *st = prep(s,
+                            "UPDATE containers SET image_rootfs=?1, image_config=?2 "
+                            "WHERE id=?3 AND image_rootfs IS NULL",
+                            err);
+    if (!st)
+        return -1;
+    bind_str(st, 1, image_rootfs);
+    bind_str(st, 2, image_config);
+    sqlite3_bind_int64(st, 3, id);
+    return run_done(s, st, "recording a container's image", err);
+}
+
 int hero_store_container_set_state(hero_store_t *s, int64_t id, const char *state, int64_t pid,
                                    int64_t exit_code, int64_t exit_signal, hero_error_t *err)
 {

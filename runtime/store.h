@@ -85,6 +85,9 @@ int hero_store_container_get_id(hero_store_t *s, int64_t id, hero_container_rec_
                                 hero_error_t *err);
 /* Inserts r (id, created filled in); fails with EEXIST when the name is taken. */
 int hero_store_container_insert(hero_store_t *s, hero_container_rec_t *r, hero_error_t *err);
+/* Records the image of a container made before the store kept it (NULL columns only). */
+int hero_store_container_pin(hero_store_t *s, int64_t id, const char *image_rootfs,
+                             const char *image_config, hero_error_t *err);
 int hero_store_container_set_state(hero_store_t *s, int64_t id, const char *state, int64_t pid,
                                    int64_t exit_code, int64_t exit_signal, hero_error_t *err);
 int hero_store_container_delete(hero_store_t *s, int64_t id, hero_error_t *err);

@@ -26,6 +26,7 @@
 
 #include "actions/actions.h"
 #include "heropods.h"
+#include "image.h"
 #include "oci.h"
 #include "pods.h"
 #include "runtime/sched.h"
@@ -508,15 +509,11 @@ static char **command_of(cli_t *c, const hero_container_rec_t *r)
         return NULL;
     }
     json_decref(sj);
-    json_t *doc = NULL, *icfg = NULL;
-    hero_image_rec_t ir;
-    if (c->store && hero_store_image_get(c->store, spec.image ? spec.image : r->image, &ir, NULL) == 0) {
-        doc = json_loads(ir.config ? ir.config : "{}", 0, NULL);
-        icfg = json_object_get(doc, "config");
-        hero_image_rec_free(&ir);
-    }
+    /* the image the container was made from, not what its name stands for now */
+    json_t *icfg =
+        hero_image_config_of(c->store, spec.image ? spec.image : r->image, r->image_config);
     char **args = hero_oci_args(&spec, json_is_object(icfg) ? icfg : NULL, NULL);
-    json_decref(doc);
+    json_decref(icfg);
     hero_ctr_spec_free(&spec);
     return args;
 }
@@ -884,9 +881,17 @@ static json_t *inspect_json(cli_t *c, const view_t *v)
     json_object_set_new(o, "spec_hash", json_string(v->r.spec_hash));
     hero_image_rec_t ir;
     if (c->store && hero_store_image_get(c->store, v->r.image, &ir, NULL) == 0) {
-        json_object_set_new(o, "image_digest", ir.digest ? json_string(ir.digest) : json_null());
-        json_object_set_new(o, "image_rootfs", json_string(ir.rootfs));
+        /* what the container was made from; the digest only while its name still
+         * stands for that */
+        const char *root = v->r.image_rootfs ? v->r.image_rootfs : ir.rootfs;
+        bool same = !strcmp(root, ir.rootfs);
+        json_object_set_new(o, "image_digest",
+                            same && ir.digest ? json_string(ir.digest) : json_null());
+        json_object_set_new(o, "image_rootfs", json_string(root));
         hero_image_rec_free(&ir);
+    } else if (v->r.image_rootfs) {
+        json_object_set_new(o, "image_digest", json_null());
+        json_object_set_new(o, "image_rootfs", json_string(v->r.image_rootfs));
     } else {
         json_object_set_new(o, "image_digest", json_null());
         json_object_set_new(o, "image_rootfs", json_null());

@@ -303,6 +303,16 @@ static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
 static void new_torn_down(int rc, hero_error_t *err, void *data);
 static void new_create(op_t *op);
 
+/* Records img as the image of a container made before the store kept it (best effort:
+ * it is tried again at the next start). */
+static void pin_now(op_t *op, const hero_image_t *img)
+{
+    char *cfg = json_dumps(img->config, JSON_COMPACT | JSON_SORT_KEYS);
+    if (cfg && strcmp(img->name ? img->name : "", "embedded") != 0)
+        hero_store_container_pin(op->in->store, op->rec.id, img->rootfs, cfg, NULL);
+    free(cfg);
+}
+
 /* Whether a container's pinned image (rootfs, config JSON) is img; a container made
  * before images were pinned (NULL) is taken to be on it. */
 static bool pinned_is(const char *rootfs, const char *config, const hero_image_t *img)
@@ -364,14 +374,27 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
     char *hash = hero_ctr_spec_hash(&op->spec);
     bool same = strcmp(hash, op->rec.spec_hash) == 0;
     free(hash);
-    /* the image's name may stand for another image now (pulled or imported again):
-     * that is another definition too */
-    bool image_moved = same && !pinned_is(op->rec.image_rootfs, op->rec.image_config, img);
-    if (same && !image_moved) {
-        op_end(op, 0, NULL); /* the same definition again: nothing to do */
+    bool reset = hero_arg_bool(op->t->action, "reset");
+    /* the image's name may stand for another image now (pulled or imported again) */
+    bool moved = op->rec.image_rootfs &&
+                 !pinned_is(op->rec.image_rootfs, op->rec.image_config, img);
+    if (same && !(moved && reset)) {
+        /* the same definition again: nothing to do. Its image stays the one it was made
+         * from, which is said when the name moved on (reset:true moves it along); a
+         * container made before the store kept its image gets the one it runs on
+         * recorded now */
+        if (!op->rec.image_rootfs)
+            pin_now(op, img);
+        else if (moved && hero_run_verbosity() >= 0)
+            fprintf(stderr,
+                    "hero: container '%s' stays on the image it was made from; image '%s' "
+                    "stands for another one now (container_new reset:true makes it again "
+                    "on that)\n",
+                    name, op->spec.image);
+        op_end(op, 0, NULL);
         return;
     }
-    if (!hero_arg_bool(op->t->action, "reset")) {
+    if (!reset) {
         hero_ctr_spec_t old;
         json_t *j = json_loads(op->rec.spec, 0, NULL);
         char *diff = NULL;
@@ -380,10 +403,6 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
             hero_ctr_spec_free(&old);
         }
         json_decref(j);
-        if (image_moved) {
-            free(diff);
-            diff = hero_xasprintf("image '%s' stands for another image now", op->spec.image);
-        }
         hero_error_set(&e, 0,
                        "container '%s' exists with another definition (%s): use reset:true to "
                        "replace it, or delete it first",
@@ -590,8 +609,12 @@ int hero_heropods_start_start(hero_task_t *t, hero_error_t *err)
         op_end(op, 0, NULL);
         return 0;
     }
-    hero_image_t *pinned =
-        hero_image_pinned(op->spec.image, op->rec.image_rootfs, op->rec.image_config);
+    hero_image_t *pinned = NULL;
+    if (hero_image_pinned(op->rec.name, op->spec.image, op->rec.image_rootfs,
+                          op->rec.image_config, &pinned, err) < 0) {
+        op_free(op);
+        return -1;
+    }
     if (pinned)
         start_have_image(pinned, NULL, op);
     else
@@ -666,6 +689,8 @@ static void start_have_image(hero_image_t *img, hero_error_t *err, void *data)
         return;
     }
     op->img = img;
+    if (!op->rec.image_rootfs)
+        pin_now(op, img); /* a container made before the store kept its image */
     hero_error_t e = HERO_ERROR_INIT;
     const char *hostname = op->spec.hostname ? op->spec.hostname : op->spec.name;
     if (hero_pods_mount_root(op->in, op->rec.id, img->rootfs, &e) < 0 ||
@@ -1327,17 +1352,13 @@ static int signal_by_name(const char *s)
 static int stop_signal_of(op_t *op)
 {
     int sig = SIGTERM;
-    hero_image_rec_t r = {0};
-    if (op->rec.image && hero_store_image_get(op->in->store, op->rec.image, &r, NULL) == 0) {
-        json_t *j = json_loads(r.config ? r.config : "{}", 0, NULL);
-        const char *s =
-            json_string_value(json_object_get(json_object_get(j, "config"), "StopSignal"));
-        int named = s ? signal_by_name(s) : 0;
-        if (named)
-            sig = named;
-        json_decref(j);
-    }
-    hero_image_rec_free(&r);
+    /* the image the container was made from, not what its name stands for now */
+    json_t *cfg = hero_image_config_of(op->in->store, op->rec.image, op->rec.image_config);
+    const char *s = json_string_value(json_object_get(cfg, "StopSignal"));
+    int named = s ? signal_by_name(s) : 0;
+    if (named)
+        sig = named;
+    json_decref(cfg);
     return sig;
 }
 

@@ -49,25 +49,51 @@ void hero_image_free(hero_image_t *img)
     free(img);
 }
 
-hero_image_t *hero_image_pinned(const char *name, const char *rootfs, const char *config)
+int hero_image_pinned(const char *ctr, const char *name, const char *rootfs, const char *config,
+                      hero_image_t **out, hero_error_t *err)
 {
-    if (!name || !rootfs || !*rootfs || !config)
-        return NULL;
+    *out = NULL;
+    if (!name || !rootfs || !config || !strcmp(name, EMBEDDED_NAME))
+        return 0; /* (the embedded image is made again in place: its name says it all) */
     char **dirs = hero_image_layer_dirs(rootfs);
-    bool there = true;
-    for (char **d = dirs; *d && there; d++)
-        there = access(*d, F_OK) == 0;
+    int rc = 0;
+    for (char **d = dirs; *d && rc == 0; d++)
+        if (access(*d, F_OK) < 0)
+            rc = hero_error_set(err, errno,
+                                "the image container '%s' was made from is gone (%s): "
+                                "container_new reset:true makes it again on image '%s'",
+                                ctr, *d, name);
     hero_strv_free(dirs);
-    json_t *cfg = there ? json_loads(config, 0, NULL) : NULL;
+    if (rc < 0)
+        return -1;
+    json_t *cfg = json_loads(config, 0, NULL);
     if (!json_is_object(cfg)) {
         json_decref(cfg);
-        return NULL;
+        return hero_error_set(err, EBADMSG,
+                              "the record of container '%s' holds an unreadable image config",
+                              ctr);
     }
     hero_image_t *img = hero_xcalloc(1, sizeof(*img));
     img->name = hero_xstrdup(name);
     img->rootfs = hero_xstrdup(rootfs);
     img->config = cfg;
-    return img;
+    *out = img;
+    return 0;
+}
+
+json_t *hero_image_config_of(hero_store_t *st, const char *name, const char *pinned)
+{
+    if (pinned)
+        return json_loads(pinned, 0, NULL);
+    hero_image_rec_t r = {0};
+    json_t *cfg = NULL;
+    if (st && name && hero_store_image_get(st, name, &r, NULL) == 0) {
+        json_t *doc = json_loads(r.config ? r.config : "{}", 0, NULL);
+        cfg = json_incref(json_object_get(doc, "config"));
+        json_decref(doc);
+    }
+    hero_image_rec_free(&r);
+    return cfg;
 }
 
 const char *hero_image_busybox_path(void)

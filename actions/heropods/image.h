@@ -22,10 +22,18 @@ typedef struct hero_image {
 
 void hero_image_free(hero_image_t *img);
 
-/* The image a container was made from, as its record keeps it (rootfs, config JSON),
- * named `name`; NULL when either is NULL or unreadable, or a directory of the rootfs
- * is gone: the name is then resolved again. */
-hero_image_t *hero_image_pinned(const char *name, const char *rootfs, const char *config);
+/* The image container `ctr` was made from, as its record keeps it (rootfs, config
+ * JSON), named `name`, in *out; *out NULL (and 0) when the record keeps none (made
+ * before the store did) or the image is the embedded one (made again in place): the
+ * name is then resolved. A directory of the rootfs that is gone is an error saying
+ * how to make the container again. */
+int hero_image_pinned(const char *ctr, const char *name, const char *rootfs, const char *config,
+                      hero_image_t **out, hero_error_t *err);
+
+/* A container's image config (its "config" object: Entrypoint, Cmd, StopSignal, ...):
+ * `pinned` (the container record's) when set, else the one stored for `name`; a new
+ * reference, or NULL. */
+json_t *hero_image_config_of(hero_store_t *st, const char *name, const char *pinned);
 
 /* Called once with the image (the callee owns it) or an error. */
 typedef void (*hero_image_cb)(hero_image_t *img, hero_error_t *err, void *data);

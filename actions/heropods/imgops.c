@@ -381,9 +381,7 @@ static void export_work(uv_work_t *w)
     }
     int fd = mkostemp(op->tmp, O_CLOEXEC);
     /* readable as a file written under the user's umask would be, not mkostemp's 0600 */
-    mode_t um = umask(0);
-    umask(um);
-    if (fd >= 0 && fchmod(fd, 0666 & ~um) < 0) {
+    if (fd >= 0 && fchmod(fd, 0666 & ~hero_fs_umask()) < 0) {
         close(fd);
         unlink(op->tmp);
         fd = -1;

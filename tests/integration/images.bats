@@ -1163,14 +1163,21 @@ EOF
 @test "a container keeps the image it was made from: a pull of its name moves neither its root nor its layers" {
   local L=$FILE_TMP/oci own
   image_push "$L:sa" "$REG/test/pinned:latest"
-  CTRS="keep"
+  CTRS="keep gone"
   pb mk <<EOF
 !!heropods.image_pull name:'pin' ref:'$REG/test/pinned:latest'
 !!heropods.container_new name:'keep' image:'pin'
+!!heropods.container_new name:'gone' image:'pin'
 EOF
   hero_run mk
   [ "$status" -eq 0 ]
   own=$(image_diff_ids test/sa:latest | tail -n 1) # the /sa layer, sa's own
+  # a container made before the store kept its image (no record of it) gets it recorded
+  # when its definition comes again
+  sqlite3 "$BASE/hero.db" "UPDATE containers SET image_rootfs = NULL, image_config = NULL WHERE name = 'keep'"
+  hero_run mk
+  [ "$status" -eq 0 ]
+  [ -n "$(sqlite3 "$BASE/hero.db" "SELECT image_rootfs FROM containers WHERE name = 'keep'")" ]
   # the tag moves to bb, and the name follows it: no image has the /sa layer now
   image_push "$L:bb" "$REG/test/pinned:latest"
   pb p <<EOF
@@ -1178,7 +1185,7 @@ EOF
 EOF
   hero_run p
   [ "$status" -eq 0 ]
-  # garbage collection (an image_delete of another image) keeps the container's layers
+  # garbage collection (an image_delete of another image) keeps the containers' layers
   pb gc <<EOF
 !!heropods.image_pull name:'other' ref:'$REG/test/sb:latest'
 !!heropods.image_delete name:'other'
@@ -1186,8 +1193,10 @@ EOF
   hero_run gc
   [ "$status" -eq 0 ]
   [ -d "$(layer_dir "$own")" ]
-  # and it starts on the image it was made from
+  # its definition again is nothing to do (it says that the name moved on), and it
+  # starts on the image it was made from
   pb run <<'EOF'
+!!heropods.container_new name:'keep' image:'pin'
 !!heropods.container_start name:'keep' keep_alive:true
 !!heropods.container_exec name:'keep' cmd:'test -f /sa/data && echo as-made'
 !!heropods.container_stop name:'keep'
@@ -1195,13 +1204,7 @@ EOF
   hero_run run
   [ "$status" -eq 0 ]
   [ "$output" = as-made ]
-  # its definition again: the name stands for another image, which is another definition
-  pb again <<'EOF'
-!!heropods.container_new name:'keep' image:'pin'
-EOF
-  hero_run again
-  [ "$status" -eq 1 ]
-  [[ "$stderr" == *"container 'keep' exists with another definition (image 'pin' stands for another image now): use reset:true"* ]]
+  [[ "$stderr" == *"container 'keep' stays on the image it was made from; image 'pin' stands for another one now"* ]]
   # reset:true makes it again, on the image the name stands for now
   pb reset <<'EOF'
 !!heropods.container_new name:'keep' image:'pin' reset:true
@@ -1212,11 +1215,20 @@ EOF
   hero_run reset
   [ "$status" -eq 0 ]
   [ "$output" = moved ]
-  CTRS=""
-  # no container holds the /sa layer now: the next collection takes it
-  hero_run gc
+  # a container whose image's layer went (by hand) does not start on another image
+  rm -rf "$(layer_dir "$own")"
+  pb g <<'EOF'
+!!heropods.container_start name:'gone' keep_alive:true
+EOF
+  hero_run g
+  [ "$status" -eq 1 ]
+  [[ "$stderr" == *"the image container 'gone' was made from is gone ("*"): container_new reset:true makes it again on image 'pin'"* ]]
+  pb d <<'EOF'
+!!heropods.container_delete name:'gone'
+EOF
+  hero_run d
   [ "$status" -eq 0 ]
-  [ ! -e "$(layer_dir "$own")" ]
+  CTRS=""
 }
 
 # ---------------------------------------------------------------- image forms

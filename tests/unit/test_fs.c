@@ -490,6 +490,9 @@ static void stale(void)
     hero_fs_remove_stale(dir, ".tmp-", 3600);
     TAP_OK(exists(c), "remove_stale keeps what is younger than the age given");
     hero_fs_rmtree(dir, NULL);
+    mode_t old = umask(027);
+    TAP_OK(hero_fs_umask() == 027, "hero_fs_umask reads the umask");
+    TAP_OK(umask(old) == 027, "and leaves it as it was");
     free(dir);
     free(a);
     free(b);
