@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -93,16 +94,19 @@ int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_er
     return rc;
 }
 
-/* Whether a temporary name "<prefix><pid>-..." names a process that runs (or may: one
- * of another user). A name without a pid: false. */
-static bool maker_runs(const char *rest)
+long hero_fs_name_pid(const char *s, char sep)
 {
     char *end;
     errno = 0;
-    long pid = strtol(rest, &end, 10);
-    if (errno || end == rest || *end != '-' || pid <= 0 || pid > INT32_MAX)
-        return false;
-    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+    long pid = strtol(s, &end, 10);
+    if (errno || end == s || *end != sep || pid <= 0 || pid > INT32_MAX || !isdigit(*s))
+        return 0;
+    return pid;
+}
+
+bool hero_fs_pid_runs(long pid)
+{
+    return pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH;
 }
 
 mode_t hero_fs_umask(void)
@@ -129,7 +133,8 @@ void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
     struct dirent *de;
     while ((de = readdir(d))) {
         struct stat sb;
-        if (strncmp(de->d_name, prefix, pl) || maker_runs(de->d_name + pl) ||
+        long pid = strncmp(de->d_name, prefix, pl) ? 0 : hero_fs_name_pid(de->d_name + pl, '-');
+        if (strncmp(de->d_name, prefix, pl) || (pid && hero_fs_pid_runs(pid)) ||
             fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
             now - sb.st_ctime < max_age_s)
             continue;

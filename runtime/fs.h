@@ -2,6 +2,7 @@
 #ifndef HERO_FS_H
 #define HERO_FS_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "runtime/error.h"
@@ -27,6 +28,12 @@ int hero_fs_write_file(const char *path, const char *text, size_t len, hero_erro
 
 /* Writes a whole file atomically: a temporary file beside it, fsync, rename. */
 int hero_fs_write_atomic(const char *path, const void *data, size_t len, hero_error_t *err);
+
+/* Temporary names that say which process made them ("<prefix><pid><sep>..."): the pid
+ * s starts with when sep follows it, else 0; and whether that process runs (or may:
+ * one of another user; this process counts as running). */
+long hero_fs_name_pid(const char *s, char sep);
+bool hero_fs_pid_runs(long pid);
 
 /* The process's umask, read without changing it (022 if it cannot be read). */
 mode_t hero_fs_umask(void);

@@ -565,12 +565,8 @@ static void clean_leftovers(const char *images)
             rest = n + 13;
         else
             continue;
-        char *end;
-        errno = 0;
-        long pid = strtol(rest, &end, 10);
-        if (errno || end == rest || (*end && *end != '.') || pid <= 0 || pid == getpid())
-            continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        long pid = hero_fs_name_pid(rest, '.');
+        if (!pid || hero_fs_pid_runs(pid))
             continue;
         char *path = hero_xasprintf("%s/%s", images, n);
         remove_tree_quietly(path);

@@ -448,15 +448,11 @@ static void clean_export_mounts(const char *images)
     while ((de = readdir(d))) {
         if (strncmp(de->d_name, ".export-", 8))
             continue;
-        const char *rest = de->d_name + 8;
-        char *end;
-        errno = 0;
-        long pid = strtol(rest, &end, 10);
-        bool has_pid = !errno && end != rest && *end == '-' && pid > 0;
+        long pid = hero_fs_name_pid(de->d_name + 8, '-');
         char *p = hero_xasprintf("%s/%s", images, de->d_name);
         struct stat a;
-        bool stale = has_pid ? pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH
-                             : lstat(p, &a) == 0 && time(NULL) - a.st_ctime > 3600;
+        bool stale = pid ? !hero_fs_pid_runs(pid)
+                         : lstat(p, &a) == 0 && time(NULL) - a.st_ctime > 3600;
         if (stale) {
             umount2(p, MNT_DETACH | UMOUNT_NOFOLLOW);
             rmdir(p);
@@ -836,13 +832,8 @@ static void clean_podman_tars(const char *dir)
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *n = de->d_name;
-        if (strncmp(n, ".tmp-podman-", 12))
-            continue;
-        char *end;
-        errno = 0;
-        long pid = strtol(n + 12, &end, 10);
-        if (errno || end == n + 12 || *end != '-' || pid <= 0 || pid == getpid() ||
-            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        long pid = strncmp(n, ".tmp-podman-", 12) ? 0 : hero_fs_name_pid(n + 12, '-');
+        if (!pid || hero_fs_pid_runs(pid))
             continue;
         unlinkat(dirfd(d), n, 0);
     }
