@@ -375,8 +375,10 @@ static void new_have_image(hero_image_t *img, hero_error_t *err, void *data)
     bool same = strcmp(hash, op->rec.spec_hash) == 0;
     free(hash);
     bool reset = hero_arg_bool(op->t->action, "reset");
-    /* the image's name may stand for another image now (pulled or imported again) */
-    bool moved = op->rec.image_rootfs &&
+    /* the image's name may stand for another image now (pulled or imported again; not
+     * the embedded one, which is made again in place and used as it is) */
+    bool moved = op->rec.image_rootfs && op->spec.image &&
+                 strcmp(op->spec.image, "embedded") != 0 &&
                  !pinned_is(op->rec.image_rootfs, op->rec.image_config, img);
     if (same && !(moved && reset)) {
         /* the same definition again: nothing to do. Its image stays the one it was made
