@@ -480,6 +480,15 @@ static bool alias_is(const char *alias, const char *owner_key)
     return !strncmp(alias, owner_key, n) && (alias[n] == 0 || alias[n] == ' ');
 }
 
+/* The error for a link of the bridge's name that is no bridge; 0 for a bridge. */
+static int not_a_bridge(const char *name, const link_info_t *li, hero_error_t *err)
+{
+    if (strcmp(li->kind, "bridge") == 0)
+        return 0;
+    return hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists and "
+                                  "is a %s, not a bridge", name, kind_name(li));
+}
+
 /* The error for a bridge another hero instance owns; 0 when it is ours, or the
  * user's own bridge with an alias of theirs, or has no alias yet. */
 static int owner_refusal(const char *name, const link_info_t *li, const char *owner_key,
@@ -536,8 +545,8 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
         nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
         goto out;
     }
-    if (r == 0 && strcmp(li.kind, "bridge") != 0)
-        goto not_bridge;
+    if (r == 0 && not_a_bridge(name, &li, err) < 0)
+        goto out;
     /* before anything is made: the bridge's own address is no clash */
     if (subnet_free(&nl, gateway, prefix_len, r == 0 ? li.index : 0, 0, err) < 0)
         goto out;
@@ -562,12 +571,8 @@ int hero_net_bridge_ensure(const char *name, uint32_t gateway, int prefix_len,
         nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
         goto out;
     }
-    if (strcmp(li.kind, "bridge") != 0) {
-    not_bridge:
-        hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists and "
-                               "is a %s, not a bridge", name, kind_name(&li));
+    if (not_a_bridge(name, &li, err) < 0) /* (another hero may have made it meanwhile) */
         goto out;
-    }
     /* before anything of this instance goes onto it */
     if (owner_key && bridge_claim(&nl, name, &li, owner_key, owner_text, err) < 0)
         goto out;
@@ -602,10 +607,7 @@ int hero_net_bridge_check(const char *name, const char *owner_key, hero_error_t 
         rc = 0;
     else if (r < 0)
         rc = nl_fail(err, &nl, -r, "cannot look up bridge %s", name);
-    else if (strcmp(li.kind, "bridge") != 0)
-        rc = hero_error_set(err, 0, "cannot use %s as the bridge: a link of that name exists "
-                                    "and is a %s, not a bridge", name, kind_name(&li));
-    else
+    else if ((rc = not_a_bridge(name, &li, err)) == 0)
         rc = owner_refusal(name, &li, owner_key, err);
     nl_close(&nl);
     return rc;
