@@ -99,7 +99,7 @@ long hero_fs_name_pid(const char *s, char sep)
     char *end;
     errno = 0;
     long pid = strtol(s, &end, 10);
-    if (errno || end == s || *end != sep || pid <= 0 || pid > INT32_MAX || !isdigit(*s))
+    if (!isdigit((unsigned char)*s) || errno || *end != sep || pid <= 0 || pid > INT32_MAX)
         return 0;
     return pid;
 }
@@ -133,8 +133,10 @@ void hero_fs_remove_stale(const char *dir, const char *prefix, int max_age_s)
     struct dirent *de;
     while ((de = readdir(d))) {
         struct stat sb;
-        long pid = strncmp(de->d_name, prefix, pl) ? 0 : hero_fs_name_pid(de->d_name + pl, '-');
-        if (strncmp(de->d_name, prefix, pl) || (pid && hero_fs_pid_runs(pid)) ||
+        if (strncmp(de->d_name, prefix, pl))
+            continue;
+        long pid = hero_fs_name_pid(de->d_name + pl, '-');
+        if ((pid && hero_fs_pid_runs(pid)) ||
             fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
             now - sb.st_ctime < max_age_s)
             continue;

@@ -822,24 +822,6 @@ static void podman_exported(hero_proc_t *p, const hero_proc_result_t *r, void *d
     free(ref);
 }
 
-/* Removes the exports of dead hero processes (".tmp-podman-<pid>-<cid>.tar", which may
- * be as large as the image) from dir. */
-static void clean_podman_tars(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        const char *n = de->d_name;
-        long pid = strncmp(n, ".tmp-podman-", 12) ? 0 : hero_fs_name_pid(n + 12, '-');
-        if (!pid || hero_fs_pid_runs(pid))
-            continue;
-        unlinkat(dirfd(d), n, 0);
-    }
-    closedir(d);
-}
-
 static void podman_created(hero_proc_t *p, const hero_proc_result_t *r, void *data)
 {
     (void)p;
@@ -849,7 +831,9 @@ static void podman_created(hero_proc_t *p, const hero_proc_result_t *r, void *da
     if (!podman_step_ok(op, "create", r))
         return;
     char *dir = hero_xasprintf("%s/images", hero_store_base_dir(op->st));
-    clean_podman_tars(dir);
+    /* the exports of dead hero processes (".tmp-podman-<pid>-<cid>.tar", as large as the
+     * image): every one of them carries its pid, so no age is needed */
+    hero_fs_remove_stale(dir, ".tmp-podman-", 0);
     op->tar = hero_xasprintf("%s/.tmp-podman-%d-%s.tar", dir, (int)getpid(), op->cid);
     free(dir);
     const char *argv[] = {"podman", "export", "--output", op->tar, op->cid, NULL};
