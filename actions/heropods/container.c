@@ -303,12 +303,12 @@ static void new_locked(hero_imglock_t *lock, hero_error_t *err, void *data)
 static void new_torn_down(int rc, hero_error_t *err, void *data);
 static void new_create(op_t *op);
 
-/* Records img as the image of a container made before the store kept it (best effort:
- * it is tried again at the next start). */
+/* Records img as the image of a container made before the store kept it, as
+ * new_create does (best effort: it is tried again at the next start). */
 static void pin_now(op_t *op, const hero_image_t *img)
 {
     char *cfg = json_dumps(img->config, JSON_COMPACT | JSON_SORT_KEYS);
-    if (cfg && strcmp(img->name ? img->name : "", "embedded") != 0)
+    if (cfg)
         hero_store_container_pin(op->in->store, op->rec.id, img->rootfs, cfg, NULL);
     free(cfg);
 }
